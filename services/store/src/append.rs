@@ -1,0 +1,235 @@
+//! Idempotent ingest: a batch is stored whole or not at all, each message once.
+//!
+//! Seq is allocated under the conversation row's lock (`SELECT ... FOR UPDATE`) in the same
+//! transaction as the insert. The next writer of the conversation waits for that lock until
+//! this transaction commits, so seq N+1 is never visible before seq N: seqs are gapless and in
+//! commit order, and a forward reader never has a message inserted behind its position.
+
+use crate::error::{Error, Result};
+use crate::{
+    Conversation, ConversationKind, MsgId, NewMessage, Store, StoredMessage, MESSAGE_COLUMNS,
+    attributes_to_json, message_from_row,
+};
+use std::collections::{BTreeMap, HashMap};
+use deadpool_postgres::Transaction;
+
+/// What happened to one message of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendOutcome {
+    /// The stored message (the original one for a duplicate).
+    pub message: StoredMessage,
+    /// True when it had been stored before and nothing was written.
+    pub duplicate: bool,
+}
+
+impl Store {
+    /// Stores `batch` (already validated) at server time `now_ms`; outcomes come back in
+    /// batch order. Group and chatroom senders must be members, or nothing is stored.
+    pub async fn append(&self, batch: &[NewMessage], now_ms: i64) -> Result<Vec<AppendOutcome>> {
+        // Conversations in key order: every writer locks rows in the same order, so two
+        // batches spanning the same conversations cannot deadlock.
+        let mut by_conversation: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, m) in batch.iter().enumerate() {
+            by_conversation.entry(m.conversation.key()).or_default().push(i);
+        }
+
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        for (key, indexes) in &by_conversation {
+            let conversation = &batch[indexes[0]].conversation;
+            if conversation.kind() != ConversationKind::Peer {
+                check_senders_are_members(&tx, key, batch, indexes).await?;
+            }
+        }
+
+        let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
+        for (key, indexes) in &by_conversation {
+            append_to_conversation(&tx, key, batch, indexes, now_ms, &mut outcomes).await?;
+        }
+        tx.commit().await?;
+        outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| Error::Internal("append outcome missing".into())))
+            .collect()
+    }
+}
+
+async fn check_senders_are_members(
+    tx: &Transaction<'_>,
+    key: &str,
+    batch: &[NewMessage],
+    indexes: &[usize],
+) -> Result<()> {
+    let senders: Vec<&str> = indexes.iter().map(|&i| batch[i].sender.as_str()).collect();
+    let rows = tx
+        .query(
+            "SELECT user_id FROM user_conversations \
+             WHERE conv_key = $1 AND user_id = ANY($2) AND is_member",
+            &[&key, &senders],
+        )
+        .await?;
+    let members: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    for &i in indexes {
+        if !members.iter().any(|m| m == batch[i].sender.as_str()) {
+            return Err(Error::PermissionDenied(format!(
+                "messages[{i}].sender: {} is not a member of {}",
+                batch[i].sender,
+                batch[i].recipient
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Locks the conversation's row (creating it, and a PEER conversation's participants, on its
+/// first message) and returns `(last_seq, last_time_ms)`.
+async fn lock_conversation(tx: &Transaction<'_>, conversation: &Conversation) -> Result<(i64, i64)> {
+    let key = conversation.key();
+    let lock = "SELECT last_seq, last_time_ms FROM conversations WHERE conv_key = $1 FOR UPDATE";
+    if let Some(row) = tx.query_opt(lock, &[&key]).await? {
+        return Ok((row.get(0), row.get(1)));
+    }
+    let created = tx
+        .execute(
+            "INSERT INTO conversations (conv_key, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&key, &conversation.kind().as_i16()],
+        )
+        .await?;
+    if created == 1 {
+        let participants: Vec<&str> =
+            conversation.implicit_participants().iter().map(|u| u.as_str()).collect();
+        if !participants.is_empty() {
+            tx.execute(
+                "INSERT INTO user_conversations (conv_key, user_id, kind) \
+                 SELECT $1, u, $3 FROM unnest($2::text[]) AS u ON CONFLICT DO NOTHING",
+                &[&key, &participants, &conversation.kind().as_i16()],
+            )
+            .await?;
+        }
+    }
+    let row = tx.query_one(lock, &[&key]).await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+async fn append_to_conversation(
+    tx: &Transaction<'_>,
+    key: &str,
+    batch: &[NewMessage],
+    indexes: &[usize],
+    now_ms: i64,
+    outcomes: &mut [Option<AppendOutcome>],
+) -> Result<()> {
+    let conversation = &batch[indexes[0]].conversation;
+    let (last_seq, last_time_ms) = lock_conversation(tx, conversation).await?;
+
+    // Messages stored before (retries), found under the lock so a concurrent twin has either
+    // committed (found here) or not started (it will find ours).
+    let senders: Vec<&str> = indexes.iter().map(|&i| batch[i].sender.as_str()).collect();
+    let client_ids: Vec<&str> = indexes.iter().map(|&i| batch[i].client_msg_id.as_str()).collect();
+    let existing_rows = tx
+        .query(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conv_key = $1 \
+                 AND (m.sender, m.client_msg_id) IN \
+                     (SELECT * FROM unnest($2::text[], $3::text[]))"
+            ),
+            &[&key, &senders, &client_ids],
+        )
+        .await?;
+    let mut stored: HashMap<(String, String), StoredMessage> = existing_rows
+        .iter()
+        .map(|row| {
+            let m = message_from_row(conversation, row, 0);
+            ((m.sender.clone(), m.client_msg_id.clone()), m)
+        })
+        .collect();
+
+    // Never before the conversation's newest message: server_time_ms does not decrease.
+    let time = now_ms.max(last_time_ms);
+    let mut fresh: Vec<usize> = Vec::new();
+    let mut fresh_keys: HashMap<(String, String), usize> = HashMap::new();
+    for &i in indexes {
+        let m = &batch[i];
+        let id = (m.sender.as_str().to_owned(), m.client_msg_id.clone());
+        if let Some(original) = stored.get(&id) {
+            outcomes[i] = Some(AppendOutcome { message: original.clone(), duplicate: true });
+        } else if fresh_keys.contains_key(&id) {
+            // Twice in one batch: the second is a duplicate of the first (filled in below).
+        } else {
+            fresh_keys.insert(id, i);
+            fresh.push(i);
+        }
+    }
+
+    if !fresh.is_empty() {
+        let n = i64::try_from(fresh.len()).unwrap_or(i64::MAX);
+        let seqs: Vec<i64> = (1..=n).map(|k| last_seq + k).collect();
+        let senders: Vec<&str> = fresh.iter().map(|&i| batch[i].sender.as_str()).collect();
+        let recipients: Vec<&str> = fresh.iter().map(|&i| batch[i].recipient.as_str()).collect();
+        let kinds: Vec<i16> = fresh.iter().map(|&i| batch[i].kind.as_i16()).collect();
+        let bodies: Vec<&[u8]> = fresh.iter().map(|&i| batch[i].body.as_slice()).collect();
+        let attributes: Vec<serde_json::Value> =
+            fresh.iter().map(|&i| attributes_to_json(&batch[i].attributes)).collect();
+        let client_ids: Vec<&str> =
+            fresh.iter().map(|&i| batch[i].client_msg_id.as_str()).collect();
+        let rows = tx
+            .query(
+                "WITH bump AS (
+                     UPDATE conversations SET last_seq = $2, last_time_ms = $3 WHERE conv_key = $1
+                 )
+                 INSERT INTO messages (conv_key, seq, sender, recipient, msg_type, body,
+                                       attributes, client_msg_id, server_time_ms)
+                 SELECT $1, s, snd, rcp, k, b, a, c, $3
+                 FROM unnest($4::bigint[], $5::text[], $6::text[], $7::smallint[], $8::bytea[],
+                             $9::jsonb[], $10::text[]) AS t(s, snd, rcp, k, b, a, c)
+                 RETURNING seq, msg_id",
+                &[
+                    &key,
+                    &(last_seq + n),
+                    &time,
+                    &seqs,
+                    &senders,
+                    &recipients,
+                    &kinds,
+                    &bodies,
+                    &attributes,
+                    &client_ids,
+                ],
+            )
+            .await?;
+        let ids: HashMap<i64, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        for (k, &i) in fresh.iter().enumerate() {
+            let m = &batch[i];
+            let seq = seqs[k];
+            let msg_id = *ids
+                .get(&seq)
+                .ok_or_else(|| Error::Internal("inserted message not returned".into()))?;
+            let message = StoredMessage {
+                msg_id: MsgId(msg_id),
+                conversation: conversation.clone(),
+                seq,
+                sender: m.sender.as_str().to_owned(),
+                recipient: m.recipient.as_str().to_owned(),
+                kind: m.kind.as_i16(),
+                body: m.body.clone(),
+                attributes: m.attributes.clone(),
+                server_time_ms: time,
+                client_msg_id: m.client_msg_id.clone(),
+            };
+            stored.insert((message.sender.clone(), message.client_msg_id.clone()), message.clone());
+            outcomes[i] = Some(AppendOutcome { message, duplicate: false });
+        }
+    }
+
+    // In-batch repeats point at the message stored for their first occurrence.
+    for &i in indexes {
+        if outcomes[i].is_none() {
+            let m = &batch[i];
+            let original = stored
+                .get(&(m.sender.as_str().to_owned(), m.client_msg_id.clone()))
+                .ok_or_else(|| Error::Internal("in-batch duplicate without original".into()))?;
+            outcomes[i] = Some(AppendOutcome { message: original.clone(), duplicate: true });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! The store's error type: validation failures, access outcomes and classified database errors.
+
+use std::fmt;
+
+/// A request field that broke a rule: `field` is a path such as `messages[3].sender`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the offending field, as named in the contract.
+    pub field: String,
+    /// The rule it broke, in words.
+    pub rule: String,
+}
+
+impl FieldError {
+    /// A new field error.
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self { field: field.into(), rule: rule.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.rule)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Everything a store call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed (checked before anything is written).
+    #[error("{0}")]
+    Invalid(#[from] FieldError),
+    /// An anchor or other named object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The caller may not reach this conversation.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The database cannot be reached right now (retryable).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database cancelled the statement (statement timeout or cancel request).
+    #[error("database statement cancelled: {0}")]
+    Cancelled(String),
+    /// Anything else: a bug or an unexpected database state. Never shown to callers.
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+/// Short alias used throughout the store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if err.is_closed() {
+            return Error::Unavailable(err.to_string());
+        }
+        if let Some(db) = err.as_db_error() {
+            let code = db.code().code();
+            return match code {
+                // connection_exception class, admin/crash shutdown, cannot_connect_now,
+                // too_many_connections, serialization failure, deadlock: all retryable.
+                c if c.starts_with("08") => Error::Unavailable(db.message().to_owned()),
+                "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" => {
+                    Error::Unavailable(db.message().to_owned())
+                }
+                "57014" => Error::Cancelled(db.message().to_owned()),
+                _ => Error::Internal(format!("{code}: {}", db.message())),
+            };
+        }
+        // No server error attached: an I/O or protocol failure on the connection.
+        let io = std::error::Error::source(&err)
+            .map(|s| s.is::<std::io::Error>())
+            .unwrap_or(false);
+        if io {
+            Error::Unavailable(err.to_string())
+        } else {
+            Error::Internal(err.to_string())
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
+        match err {
+            PoolError::Backend(e) => e.into(),
+            PoolError::Timeout(_) | PoolError::Closed => Error::Unavailable(err.to_string()),
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                Error::Internal(err.to_string())
+            }
+        }
+    }
+}

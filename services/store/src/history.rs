@@ -1,0 +1,275 @@
+//! One user's view of one conversation's history: pages, anchors and one-way removals.
+//!
+//! What a user may see of a conversation is `seq > floor` (floor = the user's watermark or
+//! the conversation's purge, whichever is higher) minus the user's tombstones. Watermarks only
+//! ever rise and tombstones are only ever added, so nothing removed can come back.
+
+use crate::error::{Error, Result};
+use crate::{Conversation, ConversationKind, MsgId, Store, StoredMessage, UserId, MESSAGE_COLUMNS, message_from_row};
+use std::collections::HashMap;
+use deadpool_postgres::GenericClient;
+
+/// Reading order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Newest first.
+    Backward,
+    /// Oldest first.
+    Forward,
+}
+
+impl Direction {
+    /// The position before the first message in this direction.
+    pub fn start(self) -> i64 {
+        match self {
+            Direction::Backward => i64::MAX,
+            Direction::Forward => 0,
+        }
+    }
+}
+
+/// One page request, already validated.
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    /// Reading order.
+    pub direction: Direction,
+    /// Exclusive position: the seq the page starts after (`Direction::start` for an end).
+    pub after_seq: i64,
+    /// Most messages in the page.
+    pub limit: u32,
+    /// Only at or after this server time.
+    pub start_time_ms: Option<i64>,
+    /// Only at or before this server time.
+    pub end_time_ms: Option<i64>,
+    /// Only from these senders (empty: all).
+    pub senders: Vec<String>,
+    /// Only these message kinds, as schema numbers (empty: all).
+    pub kinds: Vec<i16>,
+}
+
+/// One page of history.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Messages in the direction's order.
+    pub messages: Vec<StoredMessage>,
+    /// No further matching message existed when the page was read.
+    pub is_end: bool,
+}
+
+/// Per-id outcome of `remove_messages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalStatus {
+    /// Now hidden from the caller.
+    Removed,
+    /// Already hidden from the caller.
+    AlreadyRemoved,
+    /// Not a message of this conversation.
+    NotFound,
+}
+
+/// The caller's standing in a conversation.
+pub(crate) struct View {
+    /// `seq <= floor` is hidden from the caller.
+    pub floor: i64,
+    /// Whether the conversation has a row at all (a PEER conversation that never started has not).
+    pub exists: bool,
+}
+
+/// Checks that `user` may read `conversation` and returns what is hidden from them.
+/// Groups and chatrooms need membership; PEER conversations are reachable by their two
+/// participants only, which holds by construction (the caller is one side of the key).
+pub(crate) async fn view(
+    client: &impl GenericClient,
+    user: &UserId,
+    conversation: &Conversation,
+) -> Result<View> {
+    let row = client
+        .query_opt(
+            "SELECT c.purged_through_seq, uc.hidden_through_seq, uc.is_member \
+             FROM conversations c LEFT JOIN user_conversations uc \
+               ON uc.conv_key = c.conv_key AND uc.user_id = $2 \
+             WHERE c.conv_key = $1",
+            &[&conversation.key(), &user.as_str()],
+        )
+        .await?;
+    let group = conversation.kind() != ConversationKind::Peer;
+    let Some(row) = row else {
+        if group {
+            return Err(not_a_member(user, conversation));
+        }
+        return Ok(View { floor: 0, exists: false });
+    };
+    let purged: i64 = row.get(0);
+    let hidden: Option<i64> = row.get(1);
+    let member: Option<bool> = row.get(2);
+    if group && member != Some(true) {
+        return Err(not_a_member(user, conversation));
+    }
+    Ok(View { floor: purged.max(hidden.unwrap_or(0)), exists: true })
+}
+
+fn not_a_member(user: &UserId, conversation: &Conversation) -> Error {
+    Error::PermissionDenied(format!(
+        "{user} is not a member of {}",
+        conversation.id_seen_by(user)
+    ))
+}
+
+impl Store {
+    /// The seq of `msg_id` in `conversation`, after checking that `user` may read it.
+    pub async fn anchor_seq(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        msg_id: MsgId,
+        field: &str,
+    ) -> Result<i64> {
+        let client = self.pool.get().await?;
+        view(&client, user, conversation).await?;
+        let row = client
+            .query_opt(
+                "SELECT seq FROM messages WHERE conv_key = $1 AND msg_id = $2",
+                &[&conversation.key(), &msg_id.0],
+            )
+            .await?;
+        row.map(|r| r.get(0)).ok_or_else(|| {
+            Error::NotFound(format!("{field}: message {msg_id} is not in this conversation"))
+        })
+    }
+
+    /// One page of what `user` may see of `conversation`.
+    pub async fn fetch_page(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        query: &PageQuery,
+    ) -> Result<Page> {
+        let client = self.pool.get().await?;
+        let view = view(&client, user, conversation).await?;
+        if !view.exists {
+            return Ok(Page { messages: Vec::new(), is_end: true });
+        }
+        let (lower, upper, order) = match query.direction {
+            Direction::Forward => (query.after_seq.max(view.floor), i64::MAX, "ASC"),
+            Direction::Backward => (view.floor, query.after_seq, "DESC"),
+        };
+        // One statement per direction; prepared once per connection and cached.
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m \
+             WHERE m.conv_key = $1 AND m.seq > $2 AND m.seq < $3 \
+               AND ($4::bigint IS NULL OR m.server_time_ms >= $4) \
+               AND ($5::bigint IS NULL OR m.server_time_ms <= $5) \
+               AND (cardinality($6::text[]) = 0 OR m.sender = ANY($6)) \
+               AND (cardinality($7::smallint[]) = 0 OR m.msg_type = ANY($7)) \
+               AND NOT EXISTS (SELECT 1 FROM tombstones t \
+                   WHERE t.conv_key = m.conv_key AND t.user_id = $8 AND t.seq = m.seq) \
+             ORDER BY m.seq {order} LIMIT $9"
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        // One more than asked: whether it comes back says whether this page is the last.
+        let fetch = i64::from(query.limit) + 1;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &conversation.key(),
+                    &lower,
+                    &upper,
+                    &query.start_time_ms,
+                    &query.end_time_ms,
+                    &query.senders,
+                    &query.kinds,
+                    &user.as_str(),
+                    &fetch,
+                ],
+            )
+            .await?;
+        let is_end = rows.len() as i64 <= i64::from(query.limit);
+        let messages = rows
+            .iter()
+            .take(query.limit as usize)
+            .map(|r| message_from_row(conversation, r, 0))
+            .collect();
+        Ok(Page { messages, is_end })
+    }
+
+    /// Hides `ids` from `user` (one-way); returns a status per distinct id.
+    pub async fn remove_messages(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        ids: &[MsgId],
+    ) -> Result<HashMap<MsgId, RemovalStatus>> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let view = view(&tx, user, conversation).await?;
+        let key = conversation.key();
+        let raw: Vec<i64> = ids.iter().map(|m| m.0).collect();
+        let found = tx
+            .query(
+                "SELECT msg_id, seq FROM messages WHERE conv_key = $1 AND msg_id = ANY($2)",
+                &[&key, &raw],
+            )
+            .await?;
+        let mut statuses: HashMap<MsgId, RemovalStatus> =
+            ids.iter().map(|&id| (id, RemovalStatus::NotFound)).collect();
+        let mut to_hide: Vec<i64> = Vec::new();
+        let mut seq_to_id: HashMap<i64, MsgId> = HashMap::new();
+        for row in &found {
+            let (id, seq): (i64, i64) = (row.get(0), row.get(1));
+            statuses.insert(MsgId(id), RemovalStatus::AlreadyRemoved);
+            if seq > view.floor {
+                to_hide.push(seq);
+                seq_to_id.insert(seq, MsgId(id));
+            }
+        }
+        if !to_hide.is_empty() {
+            // ON CONFLICT DO NOTHING + RETURNING: only tombstones written now come back, so a
+            // concurrent twin call reports ALREADY_REMOVED for the ids this one took.
+            let written = tx
+                .query(
+                    "INSERT INTO tombstones (conv_key, user_id, seq) \
+                     SELECT $1, $2, s FROM unnest($3::bigint[]) AS s \
+                     ON CONFLICT DO NOTHING RETURNING seq",
+                    &[&key, &user.as_str(), &to_hide],
+                )
+                .await?;
+            for row in &written {
+                if let Some(id) = seq_to_id.get(&row.get::<_, i64>(0)) {
+                    statuses.insert(*id, RemovalStatus::Removed);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(statuses)
+    }
+
+    /// Hides from `user` every message of `conversation` stored at or before `before_time_ms`.
+    ///
+    /// The time becomes a seq watermark at the moment of the call: the newest seq stored at
+    /// or before that time. Messages stored later have higher seqs and are never hidden by
+    /// it, and `greatest` keeps an earlier time from lowering the watermark.
+    pub async fn remove_messages_before(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        before_time_ms: i64,
+    ) -> Result<()> {
+        let client = self.pool.get().await?;
+        let view = view(&client, user, conversation).await?;
+        if !view.exists {
+            return Ok(());
+        }
+        client
+            .execute(
+                "UPDATE user_conversations SET hidden_through_seq = greatest(hidden_through_seq, \
+                     coalesce((SELECT m.seq FROM messages m \
+                               WHERE m.conv_key = $1 AND m.server_time_ms <= $3 \
+                               ORDER BY m.server_time_ms DESC, m.seq DESC LIMIT 1), 0)) \
+                 WHERE conv_key = $1 AND user_id = $2",
+                &[&conversation.key(), &user.as_str(), &before_time_ms],
+            )
+            .await?;
+        Ok(())
+    }
+}

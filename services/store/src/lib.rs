@@ -1,0 +1,96 @@
+//! Roaming's store: domain types and the PostgreSQL data layer that both services share.
+//!
+//! The schema and the reasons behind it are in `docs/schema.md`; every query that runs per
+//! request is served by an index named in `migrations/`.
+
+mod append;
+pub mod db;
+pub mod domain;
+pub mod error;
+mod history;
+mod list;
+pub mod migrate;
+
+pub use append::AppendOutcome;
+pub use domain::*;
+pub use error::{Error, FieldError, Result};
+pub use history::{Direction, Page, PageQuery, RemovalStatus};
+pub use list::{ConversationSummary, ListQuery, RemovalScope};
+
+use deadpool_postgres::Pool;
+use std::collections::HashMap;
+use tokio_postgres::Row;
+
+/// The data layer: a connection pool and the queries that run on it.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("pool", &self.pool.status()).finish()
+    }
+}
+
+impl Store {
+    /// A store over `pool`.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool (for health checks and metrics).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Succeeds when a pooled connection answers.
+    pub async fn ping(&self) -> Result<()> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// Columns every message query selects, in the order `message_from_row` reads them.
+pub(crate) const MESSAGE_COLUMNS: &str = "m.msg_id, m.seq, m.sender, m.recipient, m.msg_type, \
+     m.body, m.attributes, m.server_time_ms, m.client_msg_id";
+
+/// Reads `MESSAGE_COLUMNS` starting at column `at`.
+pub(crate) fn message_from_row(conversation: &Conversation, row: &Row, at: usize) -> StoredMessage {
+    let attributes: serde_json::Value = row.get(at + 6);
+    StoredMessage {
+        msg_id: MsgId(row.get(at)),
+        conversation: conversation.clone(),
+        seq: row.get(at + 1),
+        sender: row.get(at + 2),
+        recipient: row.get(at + 3),
+        kind: row.get(at + 4),
+        body: row.get(at + 5),
+        attributes: attributes_from_json(attributes),
+        server_time_ms: row.get(at + 7),
+        client_msg_id: row.get(at + 8),
+    }
+}
+
+fn attributes_from_json(value: serde_json::Value) -> HashMap<String, String> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                _ => None,
+            })
+            .collect(),
+        _ => HashMap::new(),
+    }
+}
+
+pub(crate) fn attributes_to_json(attributes: &HashMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(
+        attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+}
