@@ -1,1 +1,7 @@
-pub fn x(){}
+//! The conversation service: `roaming.conversation.v1.ConversationService` over the store.
+
+mod cursor;
+mod requests;
+mod service;
+
+pub use service::{ConversationService, ListSettings};

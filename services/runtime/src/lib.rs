@@ -1,1 +1,12 @@
-pub fn x(){}
+//! What both Roaming services share at run time: authentication, the one mapping from errors
+//! to gRPC statuses, sealed cursors, proto/domain conversions and logging set-up.
+
+pub mod auth;
+pub mod convert;
+pub mod cursor;
+pub mod error;
+pub mod telemetry;
+
+pub use auth::{Authenticator, Caller, TokenSigner};
+pub use cursor::CursorSealer;
+pub use error::ApiError;

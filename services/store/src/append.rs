@@ -7,11 +7,11 @@
 
 use crate::error::{Error, Result};
 use crate::{
-    Conversation, ConversationKind, MsgId, NewMessage, Store, StoredMessage, MESSAGE_COLUMNS,
+    Conversation, ConversationKind, MESSAGE_COLUMNS, MsgId, NewMessage, Store, StoredMessage,
     attributes_to_json, message_from_row,
 };
-use std::collections::{BTreeMap, HashMap};
 use deadpool_postgres::Transaction;
+use std::collections::{BTreeMap, HashMap};
 
 /// What happened to one message of a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +30,10 @@ impl Store {
         // batches spanning the same conversations cannot deadlock.
         let mut by_conversation: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, m) in batch.iter().enumerate() {
-            by_conversation.entry(m.conversation.key()).or_default().push(i);
+            by_conversation
+                .entry(m.conversation.key())
+                .or_default()
+                .push(i);
         }
 
         let mut client = self.pool.get().await?;
@@ -73,8 +76,7 @@ async fn check_senders_are_members(
         if !members.iter().any(|m| m == batch[i].sender.as_str()) {
             return Err(Error::PermissionDenied(format!(
                 "messages[{i}].sender: {} is not a member of {}",
-                batch[i].sender,
-                batch[i].recipient
+                batch[i].sender, batch[i].recipient
             )));
         }
     }
@@ -83,7 +85,10 @@ async fn check_senders_are_members(
 
 /// Locks the conversation's row (creating it, and a PEER conversation's participants, on its
 /// first message) and returns `(last_seq, last_time_ms)`.
-async fn lock_conversation(tx: &Transaction<'_>, conversation: &Conversation) -> Result<(i64, i64)> {
+async fn lock_conversation(
+    tx: &Transaction<'_>,
+    conversation: &Conversation,
+) -> Result<(i64, i64)> {
     let key = conversation.key();
     let lock = "SELECT last_seq, last_time_ms FROM conversations WHERE conv_key = $1 FOR UPDATE";
     if let Some(row) = tx.query_opt(lock, &[&key]).await? {
@@ -96,8 +101,11 @@ async fn lock_conversation(tx: &Transaction<'_>, conversation: &Conversation) ->
         )
         .await?;
     if created == 1 {
-        let participants: Vec<&str> =
-            conversation.implicit_participants().iter().map(|u| u.as_str()).collect();
+        let participants: Vec<&str> = conversation
+            .implicit_participants()
+            .iter()
+            .map(|u| u.as_str())
+            .collect();
         if !participants.is_empty() {
             tx.execute(
                 "INSERT INTO user_conversations (conv_key, user_id, kind) \
@@ -125,7 +133,10 @@ async fn append_to_conversation(
     // Messages stored before (retries), found under the lock so a concurrent twin has either
     // committed (found here) or not started (it will find ours).
     let senders: Vec<&str> = indexes.iter().map(|&i| batch[i].sender.as_str()).collect();
-    let client_ids: Vec<&str> = indexes.iter().map(|&i| batch[i].client_msg_id.as_str()).collect();
+    let client_ids: Vec<&str> = indexes
+        .iter()
+        .map(|&i| batch[i].client_msg_id.as_str())
+        .collect();
     let existing_rows = tx
         .query(
             &format!(
@@ -152,7 +163,10 @@ async fn append_to_conversation(
         let m = &batch[i];
         let id = (m.sender.as_str().to_owned(), m.client_msg_id.clone());
         if let Some(original) = stored.get(&id) {
-            outcomes[i] = Some(AppendOutcome { message: original.clone(), duplicate: true });
+            outcomes[i] = Some(AppendOutcome {
+                message: original.clone(),
+                duplicate: true,
+            });
         } else if fresh_keys.contains_key(&id) {
             // Twice in one batch: the second is a duplicate of the first (filled in below).
         } else {
@@ -168,10 +182,14 @@ async fn append_to_conversation(
         let recipients: Vec<&str> = fresh.iter().map(|&i| batch[i].recipient.as_str()).collect();
         let kinds: Vec<i16> = fresh.iter().map(|&i| batch[i].kind.as_i16()).collect();
         let bodies: Vec<&[u8]> = fresh.iter().map(|&i| batch[i].body.as_slice()).collect();
-        let attributes: Vec<serde_json::Value> =
-            fresh.iter().map(|&i| attributes_to_json(&batch[i].attributes)).collect();
-        let client_ids: Vec<&str> =
-            fresh.iter().map(|&i| batch[i].client_msg_id.as_str()).collect();
+        let attributes: Vec<serde_json::Value> = fresh
+            .iter()
+            .map(|&i| attributes_to_json(&batch[i].attributes))
+            .collect();
+        let client_ids: Vec<&str> = fresh
+            .iter()
+            .map(|&i| batch[i].client_msg_id.as_str())
+            .collect();
         let rows = tx
             .query(
                 "WITH bump AS (
@@ -216,8 +234,14 @@ async fn append_to_conversation(
                 server_time_ms: time,
                 client_msg_id: m.client_msg_id.clone(),
             };
-            stored.insert((message.sender.clone(), message.client_msg_id.clone()), message.clone());
-            outcomes[i] = Some(AppendOutcome { message, duplicate: false });
+            stored.insert(
+                (message.sender.clone(), message.client_msg_id.clone()),
+                message.clone(),
+            );
+            outcomes[i] = Some(AppendOutcome {
+                message,
+                duplicate: false,
+            });
         }
     }
 
@@ -228,7 +252,10 @@ async fn append_to_conversation(
             let original = stored
                 .get(&(m.sender.as_str().to_owned(), m.client_msg_id.clone()))
                 .ok_or_else(|| Error::Internal("in-batch duplicate without original".into()))?;
-            outcomes[i] = Some(AppendOutcome { message: original.clone(), duplicate: true });
+            outcomes[i] = Some(AppendOutcome {
+                message: original.clone(),
+                duplicate: true,
+            });
         }
     }
     Ok(())

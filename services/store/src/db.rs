@@ -44,13 +44,17 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
 pub fn pool(mut config: tokio_postgres::Config, settings: &PoolSettings) -> Result<Pool> {
     let ms = settings.statement_timeout.as_millis();
     // synchronous_commit stays on (the server default): an acknowledged append survives a crash.
-    config.options(format!("-c statement_timeout={ms} -c synchronous_commit=on"));
+    config.options(format!(
+        "-c statement_timeout={ms} -c synchronous_commit=on"
+    ));
     config.application_name("roaming");
     config.connect_timeout(settings.create_timeout);
     let manager = Manager::from_config(
         config,
         NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     Pool::builder(manager)
         .max_size(settings.max_size)

@@ -59,8 +59,14 @@ impl ConversationKind {
             1 => Ok(Self::Peer),
             2 => Ok(Self::Group),
             3 => Ok(Self::Chatroom),
-            0 => Err(FieldError::new(field, "is required (CONVERSATION_TYPE_UNSPECIFIED)")),
-            other => Err(FieldError::new(field, format!("unknown conversation type {other}"))),
+            0 => Err(FieldError::new(
+                field,
+                "is required (CONVERSATION_TYPE_UNSPECIFIED)",
+            )),
+            other => Err(FieldError::new(
+                field,
+                format!("unknown conversation type {other}"),
+            )),
         }
     }
 
@@ -95,8 +101,11 @@ impl Conversation {
     pub fn from_view(kind: ConversationKind, id: UserId, viewer: &UserId) -> Self {
         match kind {
             ConversationKind::Peer => {
-                let (low, high) =
-                    if viewer <= &id { (viewer.clone(), id) } else { (id, viewer.clone()) };
+                let (low, high) = if viewer <= &id {
+                    (viewer.clone(), id)
+                } else {
+                    (id, viewer.clone())
+                };
                 Self::Peer { low, high }
             }
             ConversationKind::Group => Self::Group(id),
@@ -135,7 +144,10 @@ impl Conversation {
         match tag {
             "p" => {
                 let (low, high) = rest.split_once(':')?;
-                Some(Self::Peer { low: id(low)?, high: id(high)? })
+                Some(Self::Peer {
+                    low: id(low)?,
+                    high: id(high)?,
+                })
             }
             "g" => Some(Self::Group(id(rest)?)),
             "r" => Some(Self::Chatroom(id(rest)?)),
@@ -205,8 +217,18 @@ impl MessageKind {
             6 => Self::Location,
             7 => Self::Custom,
             8 => Self::Command,
-            0 => return Err(FieldError::new(field, "is required (MESSAGE_TYPE_UNSPECIFIED)")),
-            other => return Err(FieldError::new(field, format!("unknown message type {other}"))),
+            0 => {
+                return Err(FieldError::new(
+                    field,
+                    "is required (MESSAGE_TYPE_UNSPECIFIED)",
+                ));
+            }
+            other => {
+                return Err(FieldError::new(
+                    field,
+                    format!("unknown message type {other}"),
+                ));
+            }
         })
     }
 
@@ -228,7 +250,10 @@ impl MsgId {
         }
         match value.parse::<i64>() {
             Ok(n) if n > 0 && value.bytes().all(|b| b.is_ascii_digit()) => Ok(Self(n)),
-            _ => Err(FieldError::new(field, "must be a positive decimal 64-bit message id")),
+            _ => Err(FieldError::new(
+                field,
+                "must be a positive decimal 64-bit message id",
+            )),
         }
     }
 }

@@ -5,9 +5,12 @@
 //! ever rise and tombstones are only ever added, so nothing removed can come back.
 
 use crate::error::{Error, Result};
-use crate::{Conversation, ConversationKind, MsgId, Store, StoredMessage, UserId, MESSAGE_COLUMNS, message_from_row};
-use std::collections::HashMap;
+use crate::{
+    Conversation, ConversationKind, MESSAGE_COLUMNS, MsgId, Store, StoredMessage, UserId,
+    message_from_row,
+};
 use deadpool_postgres::GenericClient;
+use std::collections::HashMap;
 
 /// Reading order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,7 +100,10 @@ pub(crate) async fn view(
         if group {
             return Err(not_a_member(user, conversation));
         }
-        return Ok(View { floor: 0, exists: false });
+        return Ok(View {
+            floor: 0,
+            exists: false,
+        });
     };
     let purged: i64 = row.get(0);
     let hidden: Option<i64> = row.get(1);
@@ -105,7 +111,10 @@ pub(crate) async fn view(
     if group && member != Some(true) {
         return Err(not_a_member(user, conversation));
     }
-    Ok(View { floor: purged.max(hidden.unwrap_or(0)), exists: true })
+    Ok(View {
+        floor: purged.max(hidden.unwrap_or(0)),
+        exists: true,
+    })
 }
 
 fn not_a_member(user: &UserId, conversation: &Conversation) -> Error {
@@ -133,7 +142,9 @@ impl Store {
             )
             .await?;
         row.map(|r| r.get(0)).ok_or_else(|| {
-            Error::NotFound(format!("{field}: message {msg_id} is not in this conversation"))
+            Error::NotFound(format!(
+                "{field}: message {msg_id} is not in this conversation"
+            ))
         })
     }
 
@@ -147,7 +158,10 @@ impl Store {
         let client = self.pool.get().await?;
         let view = view(&client, user, conversation).await?;
         if !view.exists {
-            return Ok(Page { messages: Vec::new(), is_end: true });
+            return Ok(Page {
+                messages: Vec::new(),
+                is_end: true,
+            });
         }
         let (lower, upper, order) = match query.direction {
             Direction::Forward => (query.after_seq.max(view.floor), i64::MAX, "ASC"),
@@ -211,8 +225,10 @@ impl Store {
                 &[&key, &raw],
             )
             .await?;
-        let mut statuses: HashMap<MsgId, RemovalStatus> =
-            ids.iter().map(|&id| (id, RemovalStatus::NotFound)).collect();
+        let mut statuses: HashMap<MsgId, RemovalStatus> = ids
+            .iter()
+            .map(|&id| (id, RemovalStatus::NotFound))
+            .collect();
         let mut to_hide: Vec<i64> = Vec::new();
         let mut seq_to_id: HashMap<i64, MsgId> = HashMap::new();
         for row in &found {

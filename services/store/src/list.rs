@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::history::view;
 use crate::{
-    Conversation, ConversationKind, Store, StoredMessage, UserId, MESSAGE_COLUMNS,
+    Conversation, ConversationKind, MESSAGE_COLUMNS, Store, StoredMessage, UserId,
     domain::kind_from_row, message_from_row,
 };
 
@@ -88,7 +88,14 @@ impl Store {
         let rows = client
             .query(
                 &statement,
-                &[&user.as_str(), &kinds, &query.active_since_ms, &after_time, &after_key, &fetch],
+                &[
+                    &user.as_str(),
+                    &kinds,
+                    &query.active_since_ms,
+                    &after_time,
+                    &after_key,
+                    &fetch,
+                ],
             )
             .await?;
         let more = rows.len() as i64 > i64::from(query.limit);
@@ -185,7 +192,11 @@ impl Store {
     }
 
     /// Ends `users`' membership: at once they can neither fetch, append to nor list it.
-    pub async fn remove_members(&self, conversation: &Conversation, users: &[UserId]) -> Result<()> {
+    pub async fn remove_members(
+        &self,
+        conversation: &Conversation,
+        users: &[UserId],
+    ) -> Result<()> {
         let client = self.pool.get().await?;
         let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
         client

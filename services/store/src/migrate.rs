@@ -17,7 +17,8 @@ const LOCK_KEY: i64 = 0x526f_616d_696e_67; // "Roaming"
 /// Applies every pending migration; returns how many were applied.
 pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS roaming_migrations (
              version    integer PRIMARY KEY,
@@ -26,7 +27,9 @@ pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {
              applied_at timestamptz NOT NULL DEFAULT now())",
     )
     .await?;
-    let applied = tx.query("SELECT version, checksum FROM roaming_migrations", &[]).await?;
+    let applied = tx
+        .query("SELECT version, checksum FROM roaming_migrations", &[])
+        .await?;
     let mut count = 0;
     for (version, name, sql) in MIGRATIONS {
         let sum = checksum(sql);

@@ -1,0 +1,188 @@
+//! Settings: every one a flag with a `ROAMING_` environment twin, defaults as constants.
+
+use clap::{Args, ValueEnum};
+use roaming_store::Limits;
+use roaming_store::db::PoolSettings;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50051";
+/// Default database: the local PostgreSQL, database `roaming` (created if missing).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/roaming";
+/// Default conversation-list window.
+pub const DEFAULT_CONVERSATION_WINDOW: &str = "7d";
+/// Default conversation-list page size.
+pub const DEFAULT_CONVERSATION_PAGE_SIZE: u32 = 10;
+
+/// Which gRPC services a process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    /// roaming.history.v1.HistoryService
+    History,
+    /// roaming.conversation.v1.ConversationService
+    Conversation,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL. The database is created when missing. Never logged.
+    #[arg(long, env = "ROAMING_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
+/// The token key (exactly one of the two).
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// HS256 secret that signs tokens (at least 16 bytes). Never logged.
+    #[arg(long, env = "ROAMING_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Ed25519 or RSA public key that verifies EdDSA / RS256 tokens: PEM text, or a path to a
+    /// PEM file.
+    #[arg(long, env = "ROAMING_JWT_PUBLIC_KEY", hide_env_values = true)]
+    pub jwt_public_key: Option<String>,
+}
+
+impl KeyArgs {
+    /// The public key's PEM text (read from the file when the setting is a path).
+    pub fn public_key_pem(&self) -> anyhow::Result<Option<String>> {
+        read_pem(self.jwt_public_key.as_deref(), "ROAMING_JWT_PUBLIC_KEY")
+    }
+
+    /// What cursor keys are derived from: the configured key material.
+    pub fn cursor_key_material(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(match (&self.jwt_secret, self.public_key_pem()?) {
+            (Some(secret), _) => secret.as_bytes().to_vec(),
+            (None, Some(pem)) => pem.into_bytes(),
+            (None, None) => Vec::new(),
+        })
+    }
+}
+
+/// PEM text from a setting that holds either the text or a path to it.
+pub fn read_pem(value: Option<&str>, setting: &str) -> anyhow::Result<Option<String>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.trim_start().starts_with("-----BEGIN") => Ok(Some(v.to_owned())),
+        Some(path) => std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{setting}: cannot read PEM file {path}: {e}")),
+    }
+}
+
+/// `roaming serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (host:port).
+    #[arg(long, env = "ROAMING_LISTEN_ADDR", default_value = DEFAULT_LISTEN_ADDR)]
+    pub listen_addr: SocketAddr,
+
+    /// Services to run, comma-separated (Kubernetes runs each as its own Deployment).
+    #[arg(long, env = "ROAMING_SERVICES", value_delimiter = ',', default_values = ["history", "conversation"])]
+    pub services: Vec<ServiceName>,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    /// Conversation list: default activity window (e.g. 7d, 36h).
+    #[arg(long, env = "ROAMING_CONVERSATION_WINDOW", default_value = DEFAULT_CONVERSATION_WINDOW, value_parser = humantime::parse_duration)]
+    pub conversation_window: Duration,
+
+    /// Conversation list: default page size.
+    #[arg(long, env = "ROAMING_CONVERSATION_PAGE_SIZE", default_value_t = DEFAULT_CONVERSATION_PAGE_SIZE)]
+    pub conversation_page_size: u32,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub pool: PoolArgs,
+
+    /// How long open calls may finish after a shutdown signal before the process exits.
+    #[arg(long, env = "ROAMING_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Log JSON lines instead of text (filter with RUST_LOG).
+    #[arg(long, env = "ROAMING_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Request-shape limits (SPEC.md §5).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Largest message body, bytes.
+    #[arg(long, env = "ROAMING_MAX_BODY_BYTES", default_value_t = 65536)]
+    pub max_body_bytes: usize,
+    /// Most attributes per message.
+    #[arg(long, env = "ROAMING_MAX_ATTRIBUTES", default_value_t = 32)]
+    pub max_attributes: usize,
+    /// Largest attribute key or value, bytes.
+    #[arg(long, env = "ROAMING_MAX_ATTRIBUTE_BYTES", default_value_t = 1024)]
+    pub max_attribute_bytes: usize,
+    /// Most messages per AppendMessages call.
+    #[arg(long, env = "ROAMING_MAX_APPEND_BATCH", default_value_t = 100)]
+    pub max_append_batch: usize,
+    /// Largest history page.
+    #[arg(long, env = "ROAMING_MAX_PAGE_SIZE", default_value_t = 50)]
+    pub max_page_size: u32,
+    /// Most pages per FetchHistory stream.
+    #[arg(long, env = "ROAMING_MAX_PAGES", default_value_t = 100)]
+    pub max_pages: u32,
+    /// Most ids per RemoveMessages call.
+    #[arg(long, env = "ROAMING_MAX_REMOVAL_IDS", default_value_t = 50)]
+    pub max_removal_ids: usize,
+    /// Most users per membership call.
+    #[arg(long, env = "ROAMING_MAX_MEMBERS_PER_CALL", default_value_t = 100)]
+    pub max_members_per_call: usize,
+}
+
+impl LimitArgs {
+    /// As the store's limits.
+    pub fn to_limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_attributes: self.max_attributes,
+            max_attribute_bytes: self.max_attribute_bytes,
+            max_append_batch: self.max_append_batch,
+            max_page_size: self.max_page_size,
+            max_pages: self.max_pages,
+            max_removal_ids: self.max_removal_ids,
+            max_members_per_call: self.max_members_per_call,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Database pool settings.
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// Most database connections per process.
+    #[arg(long, env = "ROAMING_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: usize,
+    /// How long a call waits for a free connection before UNAVAILABLE.
+    #[arg(long, env = "ROAMING_POOL_WAIT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub pool_wait_timeout: Duration,
+    /// How long opening a database connection may take.
+    #[arg(long, env = "ROAMING_POOL_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub pool_connect_timeout: Duration,
+    /// The longest any SQL statement may run (PostgreSQL statement_timeout).
+    #[arg(long, env = "ROAMING_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub statement_timeout: Duration,
+}
+
+impl PoolArgs {
+    /// As the store's pool settings.
+    pub fn to_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_size: self.pool_size,
+            wait_timeout: self.pool_wait_timeout,
+            create_timeout: self.pool_connect_timeout,
+            recycle_timeout: Duration::from_secs(1),
+            statement_timeout: self.statement_timeout,
+        }
+    }
+}

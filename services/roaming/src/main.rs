@@ -1,0 +1,131 @@
+//! `roaming`: serve, migrate, or mint a token.
+
+use clap::{Parser, Subcommand};
+use roaming::config::{DatabaseArgs, ServeArgs, read_pem};
+use roaming_runtime::{Authenticator, CursorSealer, TokenSigner, auth, telemetry};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Roaming: message roaming (conversation list and history) over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "roaming", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the services (both by default) on one port, migrating the database first.
+    Serve(Box<ServeArgs>),
+    /// Create the database if missing and apply the schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Print a token for local testing.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The token's subject: a user id, or a service's name with --role service.
+    #[arg(long)]
+    sub: String,
+    /// `service` mints a service token (backend callers).
+    #[arg(long)]
+    role: Option<String>,
+    /// How long the token is valid (e.g. 1h, 30m).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// HS256 secret (the server's ROAMING_JWT_SECRET).
+    #[arg(long, env = "ROAMING_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Ed25519 or RSA private key (PEM text or path), for servers configured with a public key.
+    #[arg(long, env = "ROAMING_JWT_PRIVATE_KEY", hide_env_values = true)]
+    jwt_private_key: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(*args).await,
+        Command::Migrate { database } => {
+            telemetry::init(false);
+            let settings = roaming_store::db::PoolSettings::default();
+            roaming::open_store(&database.database_url, &settings).await?;
+            tracing::info!("database is migrated");
+            Ok(())
+        }
+        Command::Token(args) => {
+            let signer = match (
+                &args.jwt_secret,
+                read_pem(args.jwt_private_key.as_deref(), "ROAMING_JWT_PRIVATE_KEY")?,
+            ) {
+                (_, Some(pem)) => TokenSigner::from_private_pem(&pem)?,
+                (Some(secret), None) => TokenSigner::hs256(secret),
+                (None, None) => anyhow::bail!(
+                    "no signing key: set ROAMING_JWT_SECRET (or --jwt-secret), or ROAMING_JWT_PRIVATE_KEY"
+                ),
+            };
+            let service = match args.role.as_deref() {
+                None => false,
+                Some(auth::SERVICE_ROLE) => true,
+                Some(other) => anyhow::bail!("--role must be `service` (got {other:?})"),
+            };
+            println!(
+                "{}",
+                signer.mint(&args.sub, service, auth::now_secs(), args.ttl.as_secs())
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_json);
+    // Refuse to start without a key, before touching the database.
+    let auth = Authenticator::from_settings(
+        args.keys.jwt_secret.as_deref(),
+        args.keys.public_key_pem()?.as_deref(),
+    )?;
+    let window_ms = i64::try_from(args.conversation_window.as_millis())?;
+    let store = roaming::open_store(&args.database.database_url, &args.pool.to_settings()).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen_addr).await?;
+    let app = roaming::App {
+        store,
+        auth: Arc::new(auth),
+        sealer: CursorSealer::derive(&args.keys.cursor_key_material()?),
+        clock: Arc::new(roaming_store::SystemClock),
+        services: args.services.clone(),
+        limits: args.limits.to_limits(),
+        list: roaming_conversation::ListSettings {
+            page_size: args.conversation_page_size,
+            window_ms,
+        },
+        drain_timeout: args.drain_timeout,
+    };
+    roaming::serve(app, listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,195 @@
+//! Composing the services into one tonic server, and shutting it down gracefully.
+
+use crate::config::ServiceName;
+use anyhow::Context as _;
+use roaming_conversation::{ConversationService, ListSettings};
+use roaming_history::HistoryService;
+use roaming_proto::conversation::v1::conversation_service_server::ConversationServiceServer;
+use roaming_proto::history::v1::history_service_server::HistoryServiceServer;
+use roaming_runtime::{Authenticator, CursorSealer, auth};
+use roaming_store::db::{self, PoolSettings};
+use roaming_store::{Clock, Limits, Store};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// Everything a running server needs.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The data layer.
+    pub store: Store,
+    /// Token verification.
+    pub auth: Arc<Authenticator>,
+    /// Cursor sealing (same key on every replica).
+    pub sealer: CursorSealer,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// Which services to serve.
+    pub services: Vec<ServiceName>,
+    /// Request-shape limits.
+    pub limits: Limits,
+    /// Conversation-list defaults.
+    pub list: ListSettings,
+    /// How long calls may finish after shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+/// Creates the database if missing, applies migrations, and returns a pooled store.
+pub async fn open_store(database_url: &str, pool: &PoolSettings) -> anyhow::Result<Store> {
+    let config = db::parse_url(database_url)?;
+    db::ensure_database(&config)
+        .await
+        .context("creating the database")?;
+    let mut client = db::connect(&config)
+        .await
+        .context("connecting to the database")?;
+    roaming_store::migrate::run(&mut client)
+        .await
+        .context("migrating the database")?;
+    drop(client);
+    Ok(Store::new(db::pool(config, pool)?))
+}
+
+const SERVICE_NAMES: [(&str, ServiceName); 2] = [
+    ("roaming.history.v1.HistoryService", ServiceName::History),
+    (
+        "roaming.conversation.v1.ConversationService",
+        ServiceName::Conversation,
+    ),
+];
+
+async fn set_health(reporter: &HealthReporter, services: &[ServiceName], status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for (name, service) in SERVICE_NAMES {
+        if services.contains(&service) {
+            reporter.set_service_status(name, status).await;
+        }
+    }
+}
+
+/// Serves until `shutdown` completes, then: health NOT_SERVING, open streams ended with
+/// UNAVAILABLE, no new connections, and in-flight calls given `drain_timeout` to finish.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let (stop_streams, streams_stopped) = watch::channel(false);
+
+    let interceptor = auth::interceptor(app.auth.clone());
+    let history = app.services.contains(&ServiceName::History).then(|| {
+        let service = HistoryService::new(
+            app.store.clone(),
+            app.limits.clone(),
+            app.clock.clone(),
+            app.sealer.clone(),
+            streams_stopped.clone(),
+        );
+        InterceptedService::new(HistoryServiceServer::new(service), interceptor.clone())
+    });
+    let conversation = app.services.contains(&ServiceName::Conversation).then(|| {
+        let service = ConversationService::new(
+            app.store.clone(),
+            app.limits.clone(),
+            app.list,
+            app.clock.clone(),
+            app.sealer.clone(),
+        );
+        InterceptedService::new(ConversationServiceServer::new(service), interceptor.clone())
+    });
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(roaming_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(roaming_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    // SERVING only once the database answers; a watcher keeps the status true afterwards.
+    let status = if app.store.ping().await.is_ok() {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    set_health(&reporter, &app.services, status).await;
+    let (draining_tx, mut draining) = watch::channel(false);
+    let watcher = tokio::spawn(watch_database(
+        app.store.clone(),
+        reporter.clone(),
+        app.services.clone(),
+        draining.clone(),
+    ));
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, services = ?app.services, "serving");
+    let shutdown_reporter = reporter.clone();
+    let services = app.services.clone();
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: NOT_SERVING, ending streams, draining calls");
+        let _ = draining_tx.send(true);
+        set_health(&shutdown_reporter, &services, ServingStatus::NotServing).await;
+        let _ = stop_streams.send(true);
+    };
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_nodelay(true)
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_optional_service(history)
+        .add_optional_service(conversation)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            graceful,
+        );
+    tokio::pin!(server);
+    let drain_timeout = app.drain_timeout;
+    let result = tokio::select! {
+        r = &mut server => r.map_err(anyhow::Error::from),
+        _ = async {
+            let _ = draining.wait_for(|d| *d).await;
+            tokio::time::sleep(drain_timeout).await;
+        } => {
+            tracing::warn!(?drain_timeout, "drain deadline passed; closing remaining calls");
+            Ok(())
+        }
+    };
+    watcher.abort();
+    result
+}
+
+/// Reports NOT_SERVING while the database does not answer, SERVING again when it does.
+async fn watch_database(
+    store: Store,
+    reporter: HealthReporter,
+    services: Vec<ServiceName>,
+    draining: watch::Receiver<bool>,
+) {
+    let mut last = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if *draining.borrow() {
+            return;
+        }
+        let ok = store.ping().await.is_ok();
+        if last != Some(ok) {
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            set_health(&reporter, &services, status).await;
+            last = Some(ok);
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! `TestApp`: a fresh database, a migrated store and a running server per test.
+
+#![allow(dead_code)]
+
+use roaming::config::ServiceName;
+use roaming_client::Client;
+use roaming_client::proto::common::v1::{ConversationRef, ConversationType, Message, MessageType};
+use roaming_client::proto::history::v1 as hpb;
+use roaming_runtime::{Authenticator, CursorSealer, TokenSigner};
+use roaming_store::{Limits, ManualClock, Store};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The HS256 secret every test server uses.
+pub const SECRET: &str = "roaming-test-secret-0123456789";
+/// One day in milliseconds.
+pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+static TRACING: Once = Once::new();
+
+/// Where tests create their databases (the server's maintenance database).
+pub fn admin_url() -> String {
+    std::env::var("ROAMING_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Knobs a test may turn before the server starts.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    pub services: Vec<ServiceName>,
+    pub limits: Limits,
+    pub list_page_size: u32,
+    pub list_window_ms: i64,
+    pub drain_timeout: Duration,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            services: vec![ServiceName::History, ServiceName::Conversation],
+            limits: Limits::default(),
+            list_page_size: 10,
+            list_window_ms: 7 * DAY_MS,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running server over its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub endpoint: String,
+    pub clock: Arc<ManualClock>,
+    pub signer: TokenSigner,
+    pub store: Store,
+    pub db_name: String,
+    pub db_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// A server with default settings.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestOptions::default()).await
+    }
+
+    /// A server with `options`.
+    pub async fn spawn_with(options: TestOptions) -> Self {
+        TRACING.call_once(|| {
+            if std::env::var_os("TEST_LOG").is_some() {
+                roaming_runtime::telemetry::init(false);
+            }
+        });
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let db_name = format!(
+            "roaming_test_{}_{}_{}",
+            std::process::id(),
+            n,
+            rand::random::<u32>()
+        );
+        let admin = admin_url();
+        let db_url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{db_name}"),
+            None => panic!("ROAMING_TEST_DATABASE_URL must end in /<database>"),
+        };
+        let store = roaming::open_store(&db_url, &Default::default())
+            .await
+            .expect("PostgreSQL must run at 127.0.0.1:5432 (or set ROAMING_TEST_DATABASE_URL)");
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+        let app = roaming::App {
+            store: store.clone(),
+            auth: Arc::new(Authenticator::from_settings(Some(SECRET), None).unwrap()),
+            sealer: CursorSealer::derive(SECRET.as_bytes()),
+            clock: clock.clone(),
+            services: options.services.clone(),
+            limits: options.limits.clone(),
+            list: roaming_conversation::ListSettings {
+                page_size: options.list_page_size,
+                window_ms: options.list_window_ms,
+            },
+            drain_timeout: options.drain_timeout,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(roaming::serve(app, listener, async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            endpoint: format!("http://{addr}"),
+            clock,
+            signer: TokenSigner::hs256(SECRET),
+            store,
+            db_name,
+            db_url,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// A valid token.
+    pub fn token(&self, sub: &str, service: bool) -> String {
+        self.signer
+            .mint(sub, service, roaming_runtime::auth::now_secs(), 3600)
+    }
+
+    /// A client with arbitrary credentials.
+    pub async fn client_with(&self, token: Option<&str>, act_as: Option<&str>) -> Client {
+        let mut b = Client::builder(self.endpoint.clone());
+        if let Some(t) = token {
+            b = b.token(t);
+        }
+        if let Some(u) = act_as {
+            b = b.act_as(u);
+        }
+        b.connect().await.expect("connect")
+    }
+
+    /// A client holding `user`'s own token.
+    pub async fn user(&self, user: &str) -> Client {
+        self.client_with(Some(&self.token(user, false)), None).await
+    }
+
+    /// A client holding a service token (no act-as user).
+    pub async fn service(&self) -> Client {
+        self.client_with(Some(&self.token("gateway", true)), None)
+            .await
+    }
+
+    /// A client holding a service token acting for `user`.
+    pub async fn service_as(&self, user: &str) -> Client {
+        self.client_with(Some(&self.token("gateway", true)), Some(user))
+            .await
+    }
+
+    /// A direct SQL connection to this test's database.
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Signals shutdown and waits for the server to stop.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(h) => h.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores one message through the service token and returns it.
+    pub async fn send(
+        &self,
+        kind: ConversationType,
+        sender: &str,
+        recipient: &str,
+        text: &str,
+    ) -> Message {
+        let client_msg_id = format!("c{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+        self.send_with_id(kind, sender, recipient, text, &client_msg_id)
+            .await
+    }
+
+    /// Stores one message with a chosen `client_msg_id`.
+    pub async fn send_with_id(
+        &self,
+        kind: ConversationType,
+        sender: &str,
+        recipient: &str,
+        text: &str,
+        client_msg_id: &str,
+    ) -> Message {
+        let response = self
+            .service()
+            .await
+            .history()
+            .append_messages(hpb::AppendMessagesRequest {
+                messages: vec![new_message(kind, sender, recipient, text, client_msg_id)],
+            })
+            .await
+            .expect("append")
+            .into_inner();
+        response.results[0].message.clone().expect("message")
+    }
+
+    /// Stores a PEER message.
+    pub async fn peer(&self, sender: &str, recipient: &str, text: &str) -> Message {
+        self.send(ConversationType::Peer, sender, recipient, text)
+            .await
+    }
+
+    /// Makes `users` members of group `group`.
+    pub async fn add_members(&self, kind: ConversationType, group: &str, users: &[&str]) {
+        self.service()
+            .await
+            .conversations()
+            .add_members(roaming_client::proto::conversation::v1::AddMembersRequest {
+                conversation: Some(conv(kind, group)),
+                user_ids: users.iter().map(|u| u.to_string()).collect(),
+            })
+            .await
+            .expect("add members");
+    }
+
+    /// Every page of `user`'s view of a conversation in one stream call (`max_pages` 100).
+    pub async fn fetch_all(
+        &self,
+        user: &str,
+        conversation: ConversationRef,
+        direction: hpb::Direction,
+    ) -> Vec<Message> {
+        let pages = fetch_pages(
+            &self.user(user).await,
+            hpb::FetchHistoryRequest {
+                conversation: Some(conversation),
+                direction: direction as i32,
+                page_size: 50,
+                max_pages: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("fetch");
+        pages.into_iter().flat_map(|p| p.messages).collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.abort();
+        }
+        // Drop the database from another thread: Drop cannot await, and the test's runtime
+        // may be shutting down.
+        let name = self.db_name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A conversation reference.
+pub fn conv(kind: ConversationType, id: &str) -> ConversationRef {
+    ConversationRef {
+        r#type: kind as i32,
+        id: id.to_owned(),
+    }
+}
+
+/// A PEER conversation reference.
+pub fn peer(id: &str) -> ConversationRef {
+    conv(ConversationType::Peer, id)
+}
+
+/// A TEXT message to store.
+pub fn new_message(
+    kind: ConversationType,
+    sender: &str,
+    recipient: &str,
+    text: &str,
+    client_msg_id: &str,
+) -> hpb::NewMessage {
+    hpb::NewMessage {
+        conversation_type: kind as i32,
+        sender: sender.to_owned(),
+        recipient: recipient.to_owned(),
+        r#type: MessageType::Text as i32,
+        body: text.as_bytes().to_vec(),
+        attributes: Default::default(),
+        client_msg_id: client_msg_id.to_owned(),
+    }
+}
+
+/// Every page a FetchHistory call streams.
+pub async fn fetch_pages(
+    client: &Client,
+    request: hpb::FetchHistoryRequest,
+) -> Result<Vec<hpb::FetchHistoryResponse>, tonic::Status> {
+    let mut stream = client.history().fetch_history(request).await?.into_inner();
+    let mut pages = Vec::new();
+    while let Some(page) = stream.message().await? {
+        pages.push(page);
+    }
+    Ok(pages)
+}
+
+/// The bodies of `messages` as text.
+pub fn bodies(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect()
+}
+
+/// Asserts a status code, and that the message names `field`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    field: &str,
+) {
+    match result {
+        Ok(v) => panic!("expected {code:?} naming {field:?}, got Ok({v:?})"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "status: {s:?}");
+            assert!(
+                s.message().contains(field),
+                "message {:?} should name {field:?}",
+                s.message()
+            );
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests: a real PostgreSQL (a fresh database per test), the server on
+//! `127.0.0.1:0`, and the real client.
+
+mod helpers;
+
+mod auth;
+mod conversation_list;
+mod conversation_membership;
+mod conversation_removal;
+mod history_append;
+mod history_concurrency;
+mod history_fetch;
+mod history_remove;
+mod server;

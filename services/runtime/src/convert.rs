@@ -1,0 +1,58 @@
+//! Conversions between the contract's messages and the store's validated domain values.
+
+use roaming_proto::common::v1 as pb;
+use roaming_store::{Conversation, ConversationKind, FieldError, StoredMessage, UserId};
+
+/// `field` (a `ConversationRef`) as the conversation `viewer` names.
+pub fn conversation(
+    field: &str,
+    value: Option<&pb::ConversationRef>,
+    viewer: &UserId,
+) -> Result<Conversation, FieldError> {
+    let value = value.ok_or_else(|| FieldError::new(field, "is required"))?;
+    let kind = ConversationKind::from_i32(&format!("{field}.type"), value.r#type)?;
+    let id = UserId::parse(&format!("{field}.id"), &value.id)?;
+    Ok(Conversation::from_view(kind, id, viewer))
+}
+
+/// The `ConversationRef` `viewer` uses for `conversation`.
+pub fn conversation_ref(conversation: &Conversation, viewer: &UserId) -> pb::ConversationRef {
+    pb::ConversationRef {
+        r#type: conversation.kind() as i32,
+        id: conversation.id_seen_by(viewer).as_str().to_owned(),
+    }
+}
+
+/// A stored message as `viewer` receives it.
+pub fn message(m: StoredMessage, viewer: &UserId) -> pb::Message {
+    pb::Message {
+        msg_id: m.msg_id.to_string(),
+        conversation: Some(conversation_ref(&m.conversation, viewer)),
+        seq: m.seq,
+        sender: m.sender,
+        recipient: m.recipient,
+        r#type: i32::from(m.kind),
+        body: m.body,
+        attributes: m.attributes,
+        server_time_ms: m.server_time_ms,
+        client_msg_id: m.client_msg_id,
+    }
+}
+
+/// Checks a repeated id field: `min..=max` entries, each a valid id.
+pub fn user_ids(field: &str, values: &[String], max: usize) -> Result<Vec<UserId>, FieldError> {
+    if values.is_empty() {
+        return Err(FieldError::new(field, "needs at least 1 entry"));
+    }
+    if values.len() > max {
+        return Err(FieldError::new(
+            field,
+            format!("has {} entries; at most {max}", values.len()),
+        ));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| UserId::parse(&format!("{field}[{i}]"), v))
+        .collect()
+}
