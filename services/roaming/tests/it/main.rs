@@ -1,7 +1,7 @@
 //! End-to-end tests: a real PostgreSQL (a fresh database per test), the server on
 //! `127.0.0.1:0`, and the real client.
 
-mod helpers;
+use roaming_testkit as helpers;
 
 mod auth;
 mod conversation_list;

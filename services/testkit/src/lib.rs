@@ -1,6 +1,5 @@
-//! `TestApp`: a fresh database, a migrated store and a running server per test.
-
-#![allow(dead_code)]
+//! Test support: `TestApp` gives each test a fresh database, a migrated store and a running
+//! server on `127.0.0.1:0`, plus helpers to store messages and read whole histories.
 
 use roaming::config::ServiceName;
 use roaming_client::Client;
