@@ -11,7 +11,7 @@ use crate::{
     attributes_to_json, message_from_row,
 };
 use deadpool_postgres::Transaction;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What happened to one message of a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,24 +36,25 @@ impl Store {
                 .push(i);
         }
 
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        for (key, indexes) in &by_conversation {
-            let conversation = &batch[indexes[0]].conversation;
-            if conversation.kind() != ConversationKind::Peer {
-                check_senders_are_members(&tx, key, batch, indexes).await?;
+        with_conn!(self, |client| {
+            let tx = client.transaction().await?;
+            for (key, indexes) in &by_conversation {
+                let conversation = &batch[indexes[0]].conversation;
+                if conversation.kind() != ConversationKind::Peer {
+                    check_senders_are_members(&tx, key, batch, indexes).await?;
+                }
             }
-        }
 
-        let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
-        for (key, indexes) in &by_conversation {
-            append_to_conversation(&tx, key, batch, indexes, now_ms, &mut outcomes).await?;
-        }
-        tx.commit().await?;
-        outcomes
-            .into_iter()
-            .map(|o| o.ok_or_else(|| Error::Internal("append outcome missing".into())))
-            .collect()
+            let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
+            for (key, indexes) in &by_conversation {
+                append_to_conversation(&tx, key, batch, indexes, now_ms, &mut outcomes).await?;
+            }
+            tx.commit().await?;
+            outcomes
+                .into_iter()
+                .map(|o| o.ok_or_else(|| Error::Internal("append outcome missing".into())))
+                .collect()
+        })
     }
 }
 
@@ -158,7 +159,7 @@ async fn append_to_conversation(
     // Never before the conversation's newest message: server_time_ms does not decrease.
     let time = now_ms.max(last_time_ms);
     let mut fresh: Vec<usize> = Vec::new();
-    let mut fresh_keys: HashMap<(String, String), usize> = HashMap::new();
+    let mut fresh_keys: HashSet<(String, String)> = HashSet::new();
     for &i in indexes {
         let m = &batch[i];
         let id = (m.sender.as_str().to_owned(), m.client_msg_id.clone());
@@ -167,12 +168,10 @@ async fn append_to_conversation(
                 message: original.clone(),
                 duplicate: true,
             });
-        } else if fresh_keys.contains_key(&id) {
-            // Twice in one batch: the second is a duplicate of the first (filled in below).
-        } else {
-            fresh_keys.insert(id, i);
+        } else if fresh_keys.insert(id) {
             fresh.push(i);
         }
+        // Otherwise: twice in one batch, a duplicate of the first (filled in below).
     }
 
     if !fresh.is_empty() {

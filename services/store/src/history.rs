@@ -133,18 +133,19 @@ impl Store {
         msg_id: MsgId,
         field: &str,
     ) -> Result<i64> {
-        let client = self.pool.get().await?;
-        view(&client, user, conversation).await?;
-        let row = client
-            .query_opt(
-                "SELECT seq FROM messages WHERE conv_key = $1 AND msg_id = $2",
-                &[&conversation.key(), &msg_id.0],
-            )
-            .await?;
-        row.map(|r| r.get(0)).ok_or_else(|| {
-            Error::NotFound(format!(
-                "{field}: message {msg_id} is not in this conversation"
-            ))
+        with_conn!(self, |client| {
+            view(&**client, user, conversation).await?;
+            let row = client
+                .query_opt(
+                    "SELECT seq FROM messages WHERE conv_key = $1 AND msg_id = $2",
+                    &[&conversation.key(), &msg_id.0],
+                )
+                .await?;
+            row.map(|r| r.get(0)).ok_or_else(|| {
+                Error::NotFound(format!(
+                    "{field}: message {msg_id} is not in this conversation"
+                ))
+            })
         })
     }
 
@@ -155,21 +156,21 @@ impl Store {
         conversation: &Conversation,
         query: &PageQuery,
     ) -> Result<Page> {
-        let client = self.pool.get().await?;
-        let view = view(&client, user, conversation).await?;
-        if !view.exists {
-            return Ok(Page {
-                messages: Vec::new(),
-                is_end: true,
-            });
-        }
-        let (lower, upper, order) = match query.direction {
-            Direction::Forward => (query.after_seq.max(view.floor), i64::MAX, "ASC"),
-            Direction::Backward => (view.floor, query.after_seq, "DESC"),
-        };
-        // One statement per direction; prepared once per connection and cached.
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m \
+        with_conn!(self, |client| {
+            let view = view(&**client, user, conversation).await?;
+            if !view.exists {
+                return Ok(Page {
+                    messages: Vec::new(),
+                    is_end: true,
+                });
+            }
+            let (lower, upper, order) = match query.direction {
+                Direction::Forward => (query.after_seq.max(view.floor), i64::MAX, "ASC"),
+                Direction::Backward => (view.floor, query.after_seq, "DESC"),
+            };
+            // One statement per direction; prepared once per connection and cached.
+            let sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m \
              WHERE m.conv_key = $1 AND m.seq > $2 AND m.seq < $3 \
                AND ($4::bigint IS NULL OR m.server_time_ms >= $4) \
                AND ($5::bigint IS NULL OR m.server_time_ms <= $5) \
@@ -178,33 +179,34 @@ impl Store {
                AND NOT EXISTS (SELECT 1 FROM tombstones t \
                    WHERE t.conv_key = m.conv_key AND t.user_id = $8 AND t.seq = m.seq) \
              ORDER BY m.seq {order} LIMIT $9"
-        );
-        let statement = client.prepare_cached(&sql).await?;
-        // One more than asked: whether it comes back says whether this page is the last.
-        let fetch = i64::from(query.limit) + 1;
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &conversation.key(),
-                    &lower,
-                    &upper,
-                    &query.start_time_ms,
-                    &query.end_time_ms,
-                    &query.senders,
-                    &query.kinds,
-                    &user.as_str(),
-                    &fetch,
-                ],
-            )
-            .await?;
-        let is_end = rows.len() as i64 <= i64::from(query.limit);
-        let messages = rows
-            .iter()
-            .take(query.limit as usize)
-            .map(|r| message_from_row(conversation, r, 0))
-            .collect();
-        Ok(Page { messages, is_end })
+            );
+            let statement = client.prepare_cached(&sql).await?;
+            // One more than asked: whether it comes back says whether this page is the last.
+            let fetch = i64::from(query.limit) + 1;
+            let rows = client
+                .query(
+                    &statement,
+                    &[
+                        &conversation.key(),
+                        &lower,
+                        &upper,
+                        &query.start_time_ms,
+                        &query.end_time_ms,
+                        &query.senders,
+                        &query.kinds,
+                        &user.as_str(),
+                        &fetch,
+                    ],
+                )
+                .await?;
+            let is_end = rows.len() as i64 <= i64::from(query.limit);
+            let messages = rows
+                .iter()
+                .take(query.limit as usize)
+                .map(|r| message_from_row(conversation, r, 0))
+                .collect();
+            Ok(Page { messages, is_end })
+        })
     }
 
     /// Hides `ids` from `user` (one-way); returns a status per distinct id.
@@ -214,50 +216,51 @@ impl Store {
         conversation: &Conversation,
         ids: &[MsgId],
     ) -> Result<HashMap<MsgId, RemovalStatus>> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let view = view(&tx, user, conversation).await?;
-        let key = conversation.key();
-        let raw: Vec<i64> = ids.iter().map(|m| m.0).collect();
-        let found = tx
-            .query(
-                "SELECT msg_id, seq FROM messages WHERE conv_key = $1 AND msg_id = ANY($2)",
-                &[&key, &raw],
-            )
-            .await?;
-        let mut statuses: HashMap<MsgId, RemovalStatus> = ids
-            .iter()
-            .map(|&id| (id, RemovalStatus::NotFound))
-            .collect();
-        let mut to_hide: Vec<i64> = Vec::new();
-        let mut seq_to_id: HashMap<i64, MsgId> = HashMap::new();
-        for row in &found {
-            let (id, seq): (i64, i64) = (row.get(0), row.get(1));
-            statuses.insert(MsgId(id), RemovalStatus::AlreadyRemoved);
-            if seq > view.floor {
-                to_hide.push(seq);
-                seq_to_id.insert(seq, MsgId(id));
-            }
-        }
-        if !to_hide.is_empty() {
-            // ON CONFLICT DO NOTHING + RETURNING: only tombstones written now come back, so a
-            // concurrent twin call reports ALREADY_REMOVED for the ids this one took.
-            let written = tx
+        with_conn!(self, |client| {
+            let tx = client.transaction().await?;
+            let view = view(&tx, user, conversation).await?;
+            let key = conversation.key();
+            let raw: Vec<i64> = ids.iter().map(|m| m.0).collect();
+            let found = tx
                 .query(
-                    "INSERT INTO tombstones (conv_key, user_id, seq) \
-                     SELECT $1, $2, s FROM unnest($3::bigint[]) AS s \
-                     ON CONFLICT DO NOTHING RETURNING seq",
-                    &[&key, &user.as_str(), &to_hide],
+                    "SELECT msg_id, seq FROM messages WHERE conv_key = $1 AND msg_id = ANY($2)",
+                    &[&key, &raw],
                 )
                 .await?;
-            for row in &written {
-                if let Some(id) = seq_to_id.get(&row.get::<_, i64>(0)) {
-                    statuses.insert(*id, RemovalStatus::Removed);
+            let mut statuses: HashMap<MsgId, RemovalStatus> = ids
+                .iter()
+                .map(|&id| (id, RemovalStatus::NotFound))
+                .collect();
+            let mut to_hide: Vec<i64> = Vec::new();
+            let mut seq_to_id: HashMap<i64, MsgId> = HashMap::new();
+            for row in &found {
+                let (id, seq): (i64, i64) = (row.get(0), row.get(1));
+                statuses.insert(MsgId(id), RemovalStatus::AlreadyRemoved);
+                if seq > view.floor {
+                    to_hide.push(seq);
+                    seq_to_id.insert(seq, MsgId(id));
                 }
             }
-        }
-        tx.commit().await?;
-        Ok(statuses)
+            if !to_hide.is_empty() {
+                // ON CONFLICT DO NOTHING + RETURNING: only tombstones written now come back, so a
+                // concurrent twin call reports ALREADY_REMOVED for the ids this one took.
+                let written = tx
+                    .query(
+                        "INSERT INTO tombstones (conv_key, user_id, seq) \
+                     SELECT $1, $2, s FROM unnest($3::bigint[]) AS s \
+                     ON CONFLICT DO NOTHING RETURNING seq",
+                        &[&key, &user.as_str(), &to_hide],
+                    )
+                    .await?;
+                for row in &written {
+                    if let Some(id) = seq_to_id.get(&row.get::<_, i64>(0)) {
+                        statuses.insert(*id, RemovalStatus::Removed);
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(statuses)
+        })
     }
 
     /// Hides from `user` every message of `conversation` stored at or before `before_time_ms`.
@@ -271,12 +274,12 @@ impl Store {
         conversation: &Conversation,
         before_time_ms: i64,
     ) -> Result<()> {
-        let client = self.pool.get().await?;
-        let view = view(&client, user, conversation).await?;
-        if !view.exists {
-            return Ok(());
-        }
-        client
+        with_conn!(self, |client| {
+            let view = view(&**client, user, conversation).await?;
+            if !view.exists {
+                return Ok(());
+            }
+            client
             .execute(
                 "UPDATE user_conversations SET hidden_through_seq = greatest(hidden_through_seq, \
                      coalesce((SELECT m.seq FROM messages m \
@@ -286,6 +289,7 @@ impl Store {
                 &[&conversation.key(), &user.as_str(), &before_time_ms],
             )
             .await?;
-        Ok(())
+            Ok(())
+        })
     }
 }

@@ -3,7 +3,22 @@
 //! The schema and the reasons behind it are in `docs/schema.md`; every query that runs per
 //! request is served by an index named in `migrations/`.
 
+/// Runs `$body` with a pooled connection bound to `$c` (a `&mut Conn`). If the calling
+/// future is dropped before the body completes, the connection cancels its statement.
+macro_rules! with_conn {
+    ($store:expr, |$c:ident| $body:block) => {{
+        let mut conn = $store.conn().await?;
+        let result = {
+            let $c = &mut conn;
+            async move { $body }.await
+        };
+        conn.finish();
+        result
+    }};
+}
+
 mod append;
+mod conn;
 pub mod db;
 pub mod domain;
 pub mod error;
@@ -48,9 +63,19 @@ impl Store {
 
     /// Succeeds when a pooled connection answers.
     pub async fn ping(&self) -> Result<()> {
-        let client = self.pool.get().await?;
-        client.simple_query("SELECT 1").await?;
-        Ok(())
+        let conn = self.conn().await?;
+        let result = conn
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(Error::from);
+        conn.finish();
+        result
+    }
+
+    /// A connection for one operation; see [`conn::Conn`] for why it is not a bare pool object.
+    pub(crate) async fn conn(&self) -> Result<conn::Conn> {
+        Ok(conn::Conn::new(self.pool.get().await?))
     }
 }
 

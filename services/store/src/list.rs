@@ -56,16 +56,16 @@ impl Store {
         user: &UserId,
         query: &ListQuery,
     ) -> Result<(Vec<ConversationSummary>, bool)> {
-        let client = self.pool.get().await?;
-        let kinds: Vec<i16> = query.kinds.iter().map(|k| k.as_i16()).collect();
-        let (after_time, after_key) = match &query.after {
-            Some((t, k)) => (*t, k.clone()),
-            None => (i64::MAX, String::new()),
-        };
-        // The lateral subquery finds the newest visible message of each candidate, walking the
-        // primary key backwards from the newest seq; it runs only for rows the LIMIT reaches.
-        let sql = format!(
-            "SELECT c.conv_key, c.kind, c.last_time_ms, {MESSAGE_COLUMNS}
+        with_conn!(self, |client| {
+            let kinds: Vec<i16> = query.kinds.iter().map(|k| k.as_i16()).collect();
+            let (after_time, after_key) = match &query.after {
+                Some((t, k)) => (*t, k.clone()),
+                None => (i64::MAX, String::new()),
+            };
+            // The lateral subquery finds the newest visible message of each candidate, walking the
+            // primary key backwards from the newest seq; it runs only for rows the LIMIT reaches.
+            let sql = format!(
+                "SELECT c.conv_key, c.kind, c.last_time_ms, {MESSAGE_COLUMNS}
              FROM user_conversations uc
              JOIN conversations c ON c.conv_key = uc.conv_key
              CROSS JOIN LATERAL (
@@ -82,38 +82,41 @@ impl Store {
                AND (c.last_time_ms, c.conv_key) < ($4, $5)
              ORDER BY c.last_time_ms DESC, c.conv_key DESC
              LIMIT $6"
-        );
-        let statement = client.prepare_cached(&sql).await?;
-        let fetch = i64::from(query.limit) + 1;
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &user.as_str(),
-                    &kinds,
-                    &query.active_since_ms,
-                    &after_time,
-                    &after_key,
-                    &fetch,
-                ],
-            )
-            .await?;
-        let more = rows.len() as i64 > i64::from(query.limit);
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows.iter().take(query.limit as usize) {
-            let key: String = row.get(0);
-            let kind = kind_from_row(row.get(1));
-            let conversation = Conversation::from_key(&key)
-                .filter(|c| c.kind() == kind)
-                .ok_or_else(|| Error::Internal(format!("malformed conversation key {key:?}")))?;
-            out.push(ConversationSummary {
-                last_activity_ms: row.get(2),
-                last_message: message_from_row(&conversation, row, 3),
-                conversation,
-                key,
-            });
-        }
-        Ok((out, more))
+            );
+            let statement = client.prepare_cached(&sql).await?;
+            let fetch = i64::from(query.limit) + 1;
+            let rows = client
+                .query(
+                    &statement,
+                    &[
+                        &user.as_str(),
+                        &kinds,
+                        &query.active_since_ms,
+                        &after_time,
+                        &after_key,
+                        &fetch,
+                    ],
+                )
+                .await?;
+            let more = rows.len() as i64 > i64::from(query.limit);
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows.iter().take(query.limit as usize) {
+                let key: String = row.get(0);
+                let kind = kind_from_row(row.get(1));
+                let conversation = Conversation::from_key(&key)
+                    .filter(|c| c.kind() == kind)
+                    .ok_or_else(|| {
+                        Error::Internal(format!("malformed conversation key {key:?}"))
+                    })?;
+                out.push(ConversationSummary {
+                    last_activity_ms: row.get(2),
+                    last_message: message_from_row(&conversation, row, 3),
+                    conversation,
+                    key,
+                });
+            }
+            Ok((out, more))
+        })
     }
 
     /// Removes `conversation` from `user`'s list (FOR_ME) or from everybody's (FOR_EVERYONE),
@@ -129,39 +132,40 @@ impl Store {
         delete_messages: bool,
         scope: RemovalScope,
     ) -> Result<()> {
-        let client = self.pool.get().await?;
-        let key = conversation.key();
-        match scope {
-            RemovalScope::ForMe => {
-                view(&client, user, conversation).await?;
-                client
-                    .execute(
-                        "UPDATE user_conversations uc SET
+        with_conn!(self, |client| {
+            let key = conversation.key();
+            match scope {
+                RemovalScope::ForMe => {
+                    view(&**client, user, conversation).await?;
+                    client
+                        .execute(
+                            "UPDATE user_conversations uc SET
                              removed_through_seq = greatest(uc.removed_through_seq, c.last_seq),
                              hidden_through_seq = CASE WHEN $3
                                  THEN greatest(uc.hidden_through_seq, c.last_seq)
                                  ELSE uc.hidden_through_seq END
                          FROM conversations c
                          WHERE c.conv_key = uc.conv_key AND uc.conv_key = $1 AND uc.user_id = $2",
-                        &[&key, &user.as_str(), &delete_messages],
-                    )
-                    .await?;
-            }
-            RemovalScope::ForEveryone => {
-                client
-                    .execute(
-                        "UPDATE conversations SET
+                            &[&key, &user.as_str(), &delete_messages],
+                        )
+                        .await?;
+                }
+                RemovalScope::ForEveryone => {
+                    client
+                        .execute(
+                            "UPDATE conversations SET
                              cleared_through_seq = greatest(cleared_through_seq, last_seq),
                              purged_through_seq = CASE WHEN $2
                                  THEN greatest(purged_through_seq, last_seq)
                                  ELSE purged_through_seq END
                          WHERE conv_key = $1",
-                        &[&key, &delete_messages],
-                    )
-                    .await?;
+                            &[&key, &delete_messages],
+                        )
+                        .await?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Makes `users` members of a GROUP or CHATROOM (creating it on first use). A user who
@@ -171,24 +175,25 @@ impl Store {
         if kind == ConversationKind::Peer {
             return Err(Error::Internal("membership of a PEER conversation".into()));
         }
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let key = conversation.key();
-        tx.execute(
-            "INSERT INTO conversations (conv_key, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&key, &kind.as_i16()],
-        )
-        .await?;
-        let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
-        tx.execute(
-            "INSERT INTO user_conversations (conv_key, user_id, kind) \
-             SELECT $1, u, $3 FROM unnest($2::text[]) AS u \
+        with_conn!(self, |client| {
+            let tx = client.transaction().await?;
+            let key = conversation.key();
+            tx.execute(
+                "INSERT INTO conversations (conv_key, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&key, &kind.as_i16()],
+            )
+            .await?;
+            let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+            tx.execute(
+                "INSERT INTO user_conversations (conv_key, user_id, kind) \
+             SELECT $1, u, $3 FROM (SELECT DISTINCT unnest($2::text[]) AS u) AS d \
              ON CONFLICT (conv_key, user_id) DO UPDATE SET is_member = true",
-            &[&key, &ids, &kind.as_i16()],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+                &[&key, &ids, &kind.as_i16()],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Ends `users`' membership: at once they can neither fetch, append to nor list it.
@@ -197,15 +202,16 @@ impl Store {
         conversation: &Conversation,
         users: &[UserId],
     ) -> Result<()> {
-        let client = self.pool.get().await?;
-        let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
-        client
-            .execute(
-                "UPDATE user_conversations SET is_member = false \
+        with_conn!(self, |client| {
+            let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+            client
+                .execute(
+                    "UPDATE user_conversations SET is_member = false \
                  WHERE conv_key = $1 AND user_id = ANY($2)",
-                &[&conversation.key(), &ids],
-            )
-            .await?;
-        Ok(())
+                    &[&conversation.key(), &ids],
+                )
+                .await?;
+            Ok(())
+        })
     }
 }

@@ -12,7 +12,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] =
     &[(1, "init", include_str!("../migrations/0001_init.sql"))];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrators.
-const LOCK_KEY: i64 = 0x526f_616d_696e_67; // "Roaming"
+const LOCK_KEY: i64 = 0x0052_6f61_6d69_6e67; // "Roaming"
 
 /// Applies every pending migration; returns how many were applied.
 pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {

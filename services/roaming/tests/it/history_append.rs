@@ -6,6 +6,9 @@ use roaming_client::proto::history::v1 as hpb;
 use roaming_store::Clock as _;
 use tonic::Code;
 
+/// Turns a valid message into one that breaks a rule.
+type Breaker = Box<dyn Fn(&mut hpb::NewMessage)>;
+
 fn append(messages: Vec<hpb::NewMessage>) -> hpb::AppendMessagesRequest {
     hpb::AppendMessagesRequest { messages }
 }
@@ -143,7 +146,7 @@ async fn a_batch_with_one_bad_message_is_rejected_whole_and_names_the_field() {
         )
     };
     let limits = roaming_store::Limits::default();
-    let cases: Vec<(&str, Box<dyn Fn(&mut hpb::NewMessage)>)> = vec![
+    let cases: Vec<(&str, Breaker)> = vec![
         (
             "messages[1].conversation_type",
             Box::new(|m| m.conversation_type = 0),

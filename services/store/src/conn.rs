@@ -1,0 +1,64 @@
+//! A pooled connection that cancels its query when the caller goes away.
+//!
+//! Dropping a tokio-postgres future does not stop the statement on the server: a client that
+//! gives up (deadline, cancelled stream) would leave PostgreSQL working for nobody. A `Conn`
+//! that is dropped before [`Conn::finish`] sends a cancel request for whatever is running and
+//! takes the connection out of the pool, so the cancel can never hit a later caller's query.
+
+use deadpool_postgres::{Client, Object};
+use std::ops::{Deref, DerefMut};
+use tokio_postgres::NoTls;
+
+/// A pooled connection for one store operation.
+pub(crate) struct Conn {
+    client: Option<Object>,
+}
+
+impl Conn {
+    pub(crate) fn new(client: Object) -> Self {
+        Self {
+            client: Some(client),
+        }
+    }
+
+    /// The operation completed (successfully or with an error): back to the pool as usual.
+    pub(crate) fn finish(mut self) {
+        drop(self.client.take());
+    }
+}
+
+impl Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("connection present until finish or drop")
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client
+            .as_mut()
+            .expect("connection present until finish or drop")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let Some(object) = self.client.take() else {
+            return;
+        };
+        // Abandoned mid-operation. Detach the connection from the pool, cancel whatever it
+        // runs, then close it (dropping the client ends its connection task).
+        let client = Object::take(object);
+        let token = client.cancel_token();
+        tracing::debug!("store operation abandoned; cancelling its statement");
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = token.cancel_query(NoTls).await;
+                drop(client);
+            });
+        }
+    }
+}
