@@ -62,6 +62,10 @@ impl HistoryApi for HistoryService {
             .append(&batch, self.clock.now_ms())
             .await
             .map_err(ApiError::from)?;
+        let duplicates = outcomes.iter().filter(|o| o.duplicate).count() as u64;
+        metrics::counter!(roaming_runtime::metrics::APPENDED)
+            .increment(outcomes.len() as u64 - duplicates);
+        metrics::counter!(roaming_runtime::metrics::DUPLICATES).increment(duplicates);
         let results = outcomes
             .into_iter()
             .zip(&batch)

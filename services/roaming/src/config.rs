@@ -109,6 +109,33 @@ pub struct ServeArgs {
     /// Log JSON lines instead of text (filter with RUST_LOG).
     #[arg(long, env = "ROAMING_LOG_JSON")]
     pub log_json: bool,
+
+    /// Serve Prometheus metrics at http://<addr>/metrics (off when unset).
+    #[arg(long, env = "ROAMING_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub protection: ProtectionArgs,
+}
+
+/// Load protection.
+#[derive(Debug, Clone, Args)]
+pub struct ProtectionArgs {
+    /// Most calls in progress at once (streams included); more are refused at once with
+    /// RESOURCE_EXHAUSTED. Health and reflection are exempt.
+    #[arg(long, env = "ROAMING_MAX_CONCURRENT_CALLS", default_value_t = 512)]
+    pub max_concurrent_calls: usize,
+    /// Longest a call may take to produce its response (a stream's first page); then
+    /// DEADLINE_EXCEEDED. A shorter client deadline always applies.
+    #[arg(long, env = "ROAMING_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest request message, bytes (bigger: RESOURCE_EXHAUSTED). The default fits a full
+    /// append batch of maximal messages.
+    #[arg(long, env = "ROAMING_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Close connections gracefully after this age, so load spreads after a scale-out.
+    #[arg(long, env = "ROAMING_MAX_CONNECTION_AGE", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub max_connection_age: Duration,
 }
 
 /// Request-shape limits (SPEC.md §5).

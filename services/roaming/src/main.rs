@@ -105,8 +105,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             window_ms,
         },
         drain_timeout: args.drain_timeout,
+        guard: roaming_runtime::guard::GuardSettings {
+            max_concurrent_calls: args.protection.max_concurrent_calls,
+            request_timeout: args.protection.request_timeout,
+        },
+        max_message_bytes: args.protection.max_message_bytes,
+        max_connection_age: Some(args.protection.max_connection_age),
     };
+    roaming_runtime::metrics::install();
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = args.metrics_addr {
+        let metrics_listener = tokio::net::TcpListener::bind(addr).await?;
+        let store = app.store.clone();
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = metrics_stopped.await;
+            };
+            if let Err(e) = roaming::serve_metrics(metrics_listener, store, stopped).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
     roaming::serve(app, listener, shutdown_signal()).await?;
+    let _ = stop_metrics.send(());
     tracing::info!("stopped");
     Ok(())
 }

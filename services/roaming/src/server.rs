@@ -6,6 +6,7 @@ use roaming_conversation::{ConversationService, ListSettings};
 use roaming_history::HistoryService;
 use roaming_proto::conversation::v1::conversation_service_server::ConversationServiceServer;
 use roaming_proto::history::v1::history_service_server::HistoryServiceServer;
+use roaming_runtime::guard::{GuardLayer, GuardSettings};
 use roaming_runtime::{Authenticator, CursorSealer, auth};
 use roaming_store::db::{self, PoolSettings};
 use roaming_store::{Clock, Limits, Store};
@@ -37,6 +38,12 @@ pub struct App {
     pub list: ListSettings,
     /// How long calls may finish after shutdown begins.
     pub drain_timeout: Duration,
+    /// Admission limit and server-side request deadline.
+    pub guard: GuardSettings,
+    /// Largest request message accepted (bigger: RESOURCE_EXHAUSTED).
+    pub max_message_bytes: usize,
+    /// Connections are closed gracefully after this age, so load spreads after a scale-out.
+    pub max_connection_age: Option<Duration>,
 }
 
 /// Creates the database if missing, applies migrations, and returns a pooled store.
@@ -91,7 +98,9 @@ pub async fn serve(
             app.sealer.clone(),
             streams_stopped.clone(),
         );
-        InterceptedService::new(HistoryServiceServer::new(service), interceptor.clone())
+        let server =
+            HistoryServiceServer::new(service).max_decoding_message_size(app.max_message_bytes);
+        InterceptedService::new(server, interceptor.clone())
     });
     let conversation = app.services.contains(&ServiceName::Conversation).then(|| {
         let service = ConversationService::new(
@@ -101,7 +110,9 @@ pub async fn serve(
             app.clock.clone(),
             app.sealer.clone(),
         );
-        InterceptedService::new(ConversationServiceServer::new(service), interceptor.clone())
+        let server = ConversationServiceServer::new(service)
+            .max_decoding_message_size(app.max_message_bytes);
+        InterceptedService::new(server, interceptor.clone())
     });
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -139,10 +150,15 @@ pub async fn serve(
         set_health(&shutdown_reporter, &services, ServingStatus::NotServing).await;
         let _ = stop_streams.send(true);
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    if let Some(age) = app.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
+    let server = builder
+        .layer(GuardLayer::new(app.guard))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -192,4 +208,35 @@ async fn watch_database(
             last = Some(ok);
         }
     }
+}
+
+/// Serves Prometheus metrics at `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let handle = roaming_runtime::metrics::install();
+    let render = move || {
+        let handle = handle.clone();
+        let store = store.clone();
+        async move {
+            let s = store.pool().status();
+            roaming_runtime::metrics::record_pool(
+                roaming_runtime::metrics::deadpool_status::Status {
+                    max_size: s.max_size,
+                    size: s.size,
+                    available: s.available,
+                    waiting: s.waiting,
+                },
+            );
+            handle.render()
+        }
+    };
+    let router = axum::Router::new().route("/metrics", axum::routing::get(render));
+    tracing::info!(addr = %listener.local_addr()?, "serving metrics at /metrics");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
 }

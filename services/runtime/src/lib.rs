@@ -5,6 +5,8 @@ pub mod auth;
 pub mod convert;
 pub mod cursor;
 pub mod error;
+pub mod guard;
+pub mod metrics;
 pub mod telemetry;
 
 pub use auth::{Authenticator, Caller, TokenSigner};

@@ -35,6 +35,8 @@ pub struct TestOptions {
     pub list_page_size: u32,
     pub list_window_ms: i64,
     pub drain_timeout: Duration,
+    pub guard: roaming_runtime::guard::GuardSettings,
+    pub max_message_bytes: usize,
 }
 
 impl Default for TestOptions {
@@ -45,6 +47,11 @@ impl Default for TestOptions {
             list_page_size: 10,
             list_window_ms: 7 * DAY_MS,
             drain_timeout: Duration::from_secs(5),
+            guard: roaming_runtime::guard::GuardSettings {
+                max_concurrent_calls: 512,
+                request_timeout: Duration::from_secs(30),
+            },
+            max_message_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -103,6 +110,9 @@ impl TestApp {
                 window_ms: options.list_window_ms,
             },
             drain_timeout: options.drain_timeout,
+            guard: options.guard,
+            max_message_bytes: options.max_message_bytes,
+            max_connection_age: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -11,4 +11,5 @@ mod history_append;
 mod history_concurrency;
 mod history_fetch;
 mod history_remove;
+mod protection;
 mod server;
