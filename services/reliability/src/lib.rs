@@ -1,0 +1,1 @@
+//! Roaming's reliability suite lives in `tests/it`; see `docs/reliability.md`.
