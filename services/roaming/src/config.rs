@@ -136,6 +136,9 @@ pub struct ProtectionArgs {
     /// Close connections gracefully after this age, so load spreads after a scale-out.
     #[arg(long, env = "ROAMING_MAX_CONNECTION_AGE", default_value = "30m", value_parser = humantime::parse_duration)]
     pub max_connection_age: Duration,
+    /// HTTP/2 keepalive ping interval; a peer that does not answer within 10 s is dropped.
+    #[arg(long, env = "ROAMING_HTTP2_KEEPALIVE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive: Duration,
 }
 
 /// Request-shape limits (SPEC.md §5).

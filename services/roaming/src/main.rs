@@ -111,6 +111,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         max_message_bytes: args.protection.max_message_bytes,
         max_connection_age: Some(args.protection.max_connection_age),
+        keepalive_interval: args.protection.http2_keepalive,
     };
     roaming_runtime::metrics::install();
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -44,6 +44,8 @@ pub struct App {
     pub max_message_bytes: usize,
     /// Connections are closed gracefully after this age, so load spreads after a scale-out.
     pub max_connection_age: Option<Duration>,
+    /// HTTP/2 keepalive ping interval (dead peers are dropped after a further 10 s).
+    pub keepalive_interval: Duration,
 }
 
 /// Creates the database if missing, applies migrations, and returns a pooled store.
@@ -151,7 +153,7 @@ pub async fn serve(
         let _ = stop_streams.send(true);
     };
     let mut builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(app.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_nodelay(true);
     if let Some(age) = app.max_connection_age {

@@ -113,6 +113,7 @@ impl TestApp {
             guard: options.guard,
             max_message_bytes: options.max_message_bytes,
             max_connection_age: None,
+            keepalive_interval: Duration::from_secs(30),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
