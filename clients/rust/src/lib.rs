@@ -1,19 +1,64 @@
-//! Rust client for Roaming's history and conversation services.
+//! Rust client for Roaming's history and conversation services: typed calls, paging
+//! streams that follow cursors for you, retry on `UNAVAILABLE`, and (feature `local-store`,
+//! on by default) a device-style local copy in SQLite.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), roaming_client::Error> {
-//! let client = roaming_client::Client::builder("http://127.0.0.1:50051")
-//!     .token("<jwt>")
+//! use futures::TryStreamExt;
+//! use roaming_client::{Client, ConversationRef, LocalStore};
+//!
+//! let client = Client::builder("http://127.0.0.1:50051")
+//!     .token("<alice's jwt>")
+//!     .local_store(LocalStore::open("alice.sqlite3")?)
 //!     .connect()
 //!     .await?;
-//! let mut history = client.history();
+//! // The conversation list, every page.
+//! let conversations: Vec<_> = client.list_conversations().conversations().try_collect().await?;
+//! // One conversation's whole history, newest first, 20 messages a page.
+//! let mut messages = client.fetch_history(ConversationRef::peer("bob")).page_size(20).messages();
+//! while let Some(message) = messages.try_next().await? {
+//!     println!("{}: {}", message.sender, message.text().unwrap_or("<binary>"));
+//! }
+//! // Both were saved locally, and read back offline:
+//! let local = client.local_conversations().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Cargo features: `local-store` (default) adds [`LocalStore`]; `tls` adds rustls-based TLS
+//! for `https://` endpoints.
+
+#![warn(missing_docs)]
 
 mod connect;
+mod conversations;
 mod error;
+mod history;
+#[cfg(feature = "local-store")]
+mod local;
+mod retry;
+#[cfg(feature = "local-store")]
+mod sync;
+mod types;
 
-pub use connect::{Client, ClientBuilder, Credentials};
+pub use connect::{
+    Client, ClientBuilder, Credentials, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+    RawConversationClient, RawHistoryClient, TokenError, TokenProvider, USER_AGENT,
+};
+pub use conversations::ListRequest;
 pub use error::Error;
+pub use history::{HistoryRequest, MAX_PAGE_SIZE};
+#[cfg(feature = "local-store")]
+pub use local::{LocalQuery, LocalStore};
+pub use retry::RetryPolicy;
+pub use types::{
+    AppendResult, Conversation, ConversationPage, ConversationRef, ConversationType, Direction,
+    HistoryPage, Message, MessageType, NewMessage, RemovalResult, RemovalScope, RemovalStatus,
+};
+
 /// The generated contract types and raw clients.
 pub use roaming_proto as proto;
+
+/// Compiles the README's example.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -46,8 +46,13 @@ impl ConversationService {
     }
 }
 
+/// Any viewer: a group's id is the same for everyone.
+fn placeholder_viewer() -> UserId {
+    UserId::parse("viewer", "roaming").expect("a valid id")
+}
+
 /// A GROUP or CHATROOM named by a membership request (PEER has no membership to manage).
-fn group(value: Option<&common::ConversationRef>) -> Result<Conversation, ApiError> {
+pub(crate) fn group(value: Option<&common::ConversationRef>) -> Result<Conversation, ApiError> {
     let value = value.ok_or_else(|| ApiError::invalid("conversation", "is required"))?;
     let kind = ConversationKind::from_i32("conversation.type", value.r#type)?;
     if kind == ConversationKind::Peer {
@@ -114,9 +119,24 @@ impl ConversationApi for ConversationService {
         if scope == RemovalScope::ForEveryone {
             caller.require_service("RemoveConversation with REMOVAL_SCOPE_FOR_EVERYONE")?;
         }
-        let user = caller.user()?;
-        let conversation = convert::conversation("conversation", req.conversation.as_ref(), &user)
-            .map_err(ApiError::from)?;
+        // A service purging a GROUP or CHATROOM for everyone names no user: the group id
+        // does not depend on who looks at it. Every other removal acts for a user.
+        let purges_group = scope == RemovalScope::ForEveryone
+            && caller.act_as.is_none()
+            && req.conversation.as_ref().is_some_and(|c| {
+                c.r#type == ConversationKind::Group as i32
+                    || c.r#type == ConversationKind::Chatroom as i32
+            });
+        let (user, conversation) = if purges_group {
+            // The store ignores the user for FOR_EVERYONE.
+            (placeholder_viewer(), group(req.conversation.as_ref())?)
+        } else {
+            let user = caller.user()?;
+            let conversation =
+                convert::conversation("conversation", req.conversation.as_ref(), &user)
+                    .map_err(ApiError::from)?;
+            (user, conversation)
+        };
         self.store
             .remove_conversation(&user, &conversation, req.delete_messages, scope)
             .await

@@ -45,7 +45,11 @@ fn new_message(i: usize, m: pb::NewMessage, limits: &Limits) -> Result<NewMessag
     let kind = ConversationKind::from_i32(&f("conversation_type"), m.conversation_type)?;
     let sender = UserId::parse(&f("sender"), &m.sender)?;
     let recipient = UserId::parse(&f("recipient"), &m.recipient)?;
-    let message_kind = MessageKind::from_i32(&f("type"), m.r#type)?;
+    // An unset type is a text message, as in the SDKs; an unknown one is an error.
+    let message_kind = match m.r#type {
+        0 => MessageKind::Text,
+        t => MessageKind::from_i32(&f("type"), t)?,
+    };
     if m.body.len() > limits.max_body_bytes {
         return Err(FieldError::new(
             f("body"),

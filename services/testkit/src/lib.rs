@@ -56,6 +56,31 @@ impl Default for TestOptions {
     }
 }
 
+impl TestOptions {
+    /// The server configuration these options describe, over `store`, reading `clock`,
+    /// verifying tokens signed with [`SECRET`]. Tests that run their own server (restarts on
+    /// one port, their own PostgreSQL) build it here so that new settings reach them too.
+    pub fn build_app(&self, store: Store, clock: Arc<ManualClock>) -> roaming::App {
+        roaming::App {
+            store,
+            auth: Arc::new(Authenticator::from_settings(Some(SECRET), None).unwrap()),
+            sealer: CursorSealer::derive(SECRET.as_bytes()),
+            clock,
+            services: self.services.clone(),
+            limits: self.limits.clone(),
+            list: roaming_conversation::ListSettings {
+                page_size: self.list_page_size,
+                window_ms: self.list_window_ms,
+            },
+            drain_timeout: self.drain_timeout,
+            guard: self.guard,
+            max_message_bytes: self.max_message_bytes,
+            max_connection_age: None,
+            keepalive_interval: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A running server over its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -98,23 +123,7 @@ impl TestApp {
             .await
             .expect("PostgreSQL must run at 127.0.0.1:5432 (or set ROAMING_TEST_DATABASE_URL)");
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let app = roaming::App {
-            store: store.clone(),
-            auth: Arc::new(Authenticator::from_settings(Some(SECRET), None).unwrap()),
-            sealer: CursorSealer::derive(SECRET.as_bytes()),
-            clock: clock.clone(),
-            services: options.services.clone(),
-            limits: options.limits.clone(),
-            list: roaming_conversation::ListSettings {
-                page_size: options.list_page_size,
-                window_ms: options.list_window_ms,
-            },
-            drain_timeout: options.drain_timeout,
-            guard: options.guard,
-            max_message_bytes: options.max_message_bytes,
-            max_connection_age: None,
-            keepalive_interval: Duration::from_secs(30),
-        };
+        let app = options.build_app(store.clone(), clock.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();

@@ -497,6 +497,37 @@ async fn a_group_removed_for_everyone_leaves_every_members_list() {
 }
 
 #[tokio::test]
+async fn a_service_purges_a_group_for_everyone_without_naming_a_user() {
+    let app = TestApp::spawn().await;
+    let team = conv(ConversationType::Group, "team");
+    app.add_members(ConversationType::Group, "team", &["alice", "bob"])
+        .await;
+    app.send(ConversationType::Group, "bob", "team", "one")
+        .await;
+    remove_conversation(
+        &app.service().await,
+        team.clone(),
+        true,
+        cpb::RemovalScope::ForEveryone,
+    )
+    .await
+    .unwrap();
+    for user in ["alice", "bob"] {
+        assert!(listed_refs(&app, user).await.is_empty(), "{user}");
+        assert!(history(&app, user, team.clone()).await.is_empty(), "{user}");
+    }
+    // A PEER conversation still needs the user it is seen by.
+    let peer_purge = remove_conversation(
+        &app.service().await,
+        peer("bob"),
+        true,
+        cpb::RemovalScope::ForEveryone,
+    )
+    .await;
+    assert_status(peer_purge, Code::InvalidArgument, "x-roaming-user");
+}
+
+#[tokio::test]
 async fn an_unknown_removal_scope_is_invalid() {
     let app = TestApp::spawn().await;
     three_messages(&app).await;

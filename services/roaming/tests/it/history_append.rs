@@ -164,7 +164,6 @@ async fn a_batch_with_one_bad_message_is_rejected_whole_and_names_the_field() {
             "messages[1].recipient",
             Box::new(|m| m.recipient = "x".repeat(65)),
         ),
-        ("messages[1].type", Box::new(|m| m.r#type = 0)),
         ("messages[1].type", Box::new(|m| m.r#type = 99)),
         (
             "messages[1].body",
@@ -265,4 +264,21 @@ async fn a_group_sender_must_be_a_member_or_nothing_of_the_batch_is_stored() {
         bodies(&app.fetch_all("alice", group, hpb::Direction::Forward).await),
         vec!["hello group"]
     );
+}
+
+#[tokio::test]
+async fn a_message_without_a_type_is_stored_as_text() {
+    let app = TestApp::spawn().await;
+    let mut m = new_message(ConversationType::Peer, "alice", "bob", "plain", "untyped");
+    m.r#type = MessageType::Unspecified as i32;
+    let response = app
+        .service()
+        .await
+        .history()
+        .append_messages(append(vec![m]))
+        .await
+        .unwrap()
+        .into_inner();
+    let stored = response.results[0].message.clone().unwrap();
+    assert_eq!(stored.r#type, MessageType::Text as i32);
 }

@@ -1,0 +1,9 @@
+//! The client against a real server and PostgreSQL (a fresh database per test, the server on
+//! `127.0.0.1:0`, from roaming-testkit).
+
+mod connect;
+mod conversations;
+mod history;
+mod local_store;
+mod retry;
+mod support;
