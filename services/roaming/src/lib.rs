@@ -5,4 +5,4 @@
 pub mod config;
 mod server;
 
-pub use server::{App, open_store, serve, serve_metrics};
+pub use server::{App, LIVENESS, open_store, serve, serve_metrics};

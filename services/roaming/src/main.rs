@@ -91,7 +91,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.keys.public_key_pem()?.as_deref(),
     )?;
     let window_ms = i64::try_from(args.conversation_window.as_millis())?;
-    let store = roaming::open_store(&args.database.database_url, &args.pool.to_settings()).await?;
+    let store = open_store_patiently(&args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen_addr).await?;
     let app = roaming::App {
         store,
@@ -131,6 +131,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_metrics.send(());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens (creates, migrates) the store, waiting for the database with backoff: replicas that
+/// start before PostgreSQL is reachable wait for it instead of crash-looping. A malformed
+/// URL or a failed migration is not worth waiting for.
+async fn open_store_patiently(args: &ServeArgs) -> anyhow::Result<roaming_store::Store> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match roaming::open_store(&args.database.database_url, &args.pool.to_settings()).await {
+            Ok(store) => return Ok(store),
+            Err(e) if is_connection_error(&e) => {
+                // The error chain names the failure, never the URL (it may hold a password).
+                tracing::warn!(error = format!("{e:#}"), retry_in = ?delay, "database not reachable yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown_signal() => anyhow::bail!("stopped while waiting for the database"),
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_connection_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<roaming_store::Error>(),
+            Some(roaming_store::Error::Unavailable(_))
+        )
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

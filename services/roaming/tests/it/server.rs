@@ -29,6 +29,7 @@ async fn health_answers_serving_for_both_services_without_a_token() {
         "",
         "roaming.history.v1.HistoryService",
         "roaming.conversation.v1.ConversationService",
+        roaming::LIVENESS,
     ] {
         assert_eq!(
             health(&app, service).await.unwrap(),
