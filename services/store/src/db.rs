@@ -80,11 +80,18 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::
 }
 
 /// Creates the URL's database when it does not exist, through the server's `postgres`
-/// database. Safe when several processes do it at once.
+/// database. Safe when several processes do it at once. A database that exists is never
+/// touched through `postgres`, so production users need no rights there.
 pub async fn ensure_database(config: &tokio_postgres::Config) -> Result<()> {
     let Some(name) = config.get_dbname().map(str::to_owned) else {
         return Ok(());
     };
+    match config.connect(NoTls).await {
+        Ok(_) => return Ok(()),
+        // invalid_catalog_name: the database does not exist yet.
+        Err(e) if e.code().map(|c| c.code()) == Some("3D000") => {}
+        Err(e) => return Err(e.into()),
+    }
     let mut admin = config.clone();
     admin.dbname("postgres");
     let client = connect(&admin).await?;
