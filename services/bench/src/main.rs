@@ -1,1 +1,720 @@
-fn main() {}
+//! `roaming-bench`: Roaming's load driver.
+//!
+//! One run: a fresh database on the local PostgreSQL; the server in a child process on
+//! `127.0.0.1:0`; synthetic data loaded by COPY in stages of growing size; at each stage the
+//! history-page probe, and at the top stage every scenario at every concurrency, each through
+//! the client and as its ceiling (the store's SQL issued directly, or the raw INSERT); then
+//! JSON, markdown and SVG, and the database is dropped. Everything is loopback and bounded in
+//! time and requests. See `services/bench/docs/results.md`.
+
+mod load;
+mod procfs;
+mod report;
+mod runner;
+mod scenarios;
+mod server;
+mod shape;
+
+use anyhow::{Context as _, anyhow};
+use clap::{Parser, Subcommand};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use report::{Cell, Report, Stage};
+use roaming_client::Client;
+use runner::{Bounds, Measured, Op, Probes};
+use scenarios::{Ctx, Read, Workload, Write};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Roaming's load driver: synthetic data by COPY, every scenario through the client against
+/// a server on loopback, and the PostgreSQL ceiling in the same run.
+#[derive(Debug, Parser)]
+#[command(
+    name = "roaming-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Re-renders results.md and results.svg from a results.json (e.g. after changing the
+    /// chart), without running anything.
+    Render {
+        /// The results.json of a run.
+        json: PathBuf,
+        /// Where results.md and results.svg go (default: beside the JSON).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// (internal) The server under test, started by the bench itself.
+    #[command(hide = true)]
+    Serve(server::ServeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    /// Small and short (10k and 100k messages, well under 2 minutes): what CI runs.
+    #[arg(long)]
+    quick: bool,
+    /// Messages stored at the top stage (`100k`, `1M`, `10M` accepted). Default 1M, or 100k
+    /// with --quick.
+    #[arg(long, value_parser = parse_count)]
+    messages: Option<u64>,
+    /// Stored-message sizes at which the history-page latency is measured, comma-separated;
+    /// the last is the top stage. Default: top/100, top/10, top (those ≥ 10k).
+    #[arg(long, value_delimiter = ',', value_parser = parse_count)]
+    stages: Option<Vec<u64>>,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_values = ["1", "16", "64"])]
+    concurrency: Vec<usize>,
+    /// Measured time per cell. Default 4s, or 0.5s with --quick.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Unmeasured warm-up per cell. Default 1s, or 0.15s with --quick.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warmup: Option<Duration>,
+    /// Most measured calls per cell. Default 200,000, or 20,000 with --quick.
+    #[arg(long)]
+    max_requests: Option<u64>,
+    /// Database connections of the server's pool, and of the ceiling's.
+    #[arg(long, default_value_t = 16)]
+    pool_size: usize,
+    /// Random anchors sampled per stage. Default 20,000, or 5,000 with --quick.
+    #[arg(long)]
+    anchors: Option<usize>,
+    /// Parallel COPY streams of the loader.
+    #[arg(long, default_value_t = 2)]
+    load_connections: usize,
+    /// The PostgreSQL maintenance database: the bench creates its own database beside it.
+    #[arg(
+        long,
+        env = "ROAMING_BENCH_ADMIN_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    admin_url: String,
+    /// Where results.json, results.md and results.svg go.
+    #[arg(long, default_value = "target/roaming-bench")]
+    out: PathBuf,
+    /// Keep the database afterwards (its name is printed).
+    #[arg(long)]
+    keep: bool,
+    /// Seed of the data set and of the picks.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Run only scenarios whose name contains one of these (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    let s = s.trim().replace('_', "");
+    let (digits, factor) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
+        _ => (s.as_str(), 1),
+    };
+    let v = f64::from_str(digits).map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((v * factor as f64).round() as u64)
+}
+
+/// Settings with the --quick defaults resolved.
+#[derive(Debug, Clone)]
+struct Settings {
+    args: RunArgs,
+    stages: Vec<u64>,
+    bounds: Bounds,
+    anchors: usize,
+}
+
+impl Settings {
+    fn resolve(args: RunArgs) -> anyhow::Result<Self> {
+        let quick = args.quick;
+        let top = args
+            .messages
+            .unwrap_or(if quick { 100_000 } else { 1_000_000 });
+        let mut stages = match &args.stages {
+            Some(s) => s.clone(),
+            None => [top / 100, top / 10, top]
+                .into_iter()
+                .filter(|&s| s >= 10_000)
+                .collect(),
+        };
+        stages.sort_unstable();
+        stages.dedup();
+        if stages.is_empty() {
+            stages.push(top);
+        }
+        if stages[0] < 10_000 {
+            anyhow::bail!("the smallest stage must be at least 10,000 messages");
+        }
+        let bounds = Bounds {
+            warmup: args.warmup.unwrap_or(if quick {
+                Duration::from_millis(150)
+            } else {
+                Duration::from_secs(1)
+            }),
+            duration: args.duration.unwrap_or(if quick {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(4)
+            }),
+            max_requests: args
+                .max_requests
+                .unwrap_or(if quick { 20_000 } else { 200_000 }),
+        };
+        let anchors = args.anchors.unwrap_or(if quick { 5_000 } else { 20_000 });
+        Ok(Self {
+            args,
+            stages,
+            bounds,
+            anchors,
+        })
+    }
+
+    fn wants(&self, scenario: &str) -> bool {
+        self.args.only.is_empty() || self.args.only.iter().any(|o| scenario.contains(o.as_str()))
+    }
+
+    fn config(&self) -> BTreeMap<String, String> {
+        let mut c = BTreeMap::new();
+        let stages: Vec<String> = self.stages.iter().map(u64::to_string).collect();
+        c.insert("stages".into(), stages.join(","));
+        c.insert(
+            "concurrency".into(),
+            self.args
+                .concurrency
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        c.insert("warmup".into(), format!("{:?}", self.bounds.warmup));
+        c.insert("duration".into(), format!("{:?}", self.bounds.duration));
+        c.insert("max_requests".into(), self.bounds.max_requests.to_string());
+        c.insert("pool_size".into(), self.args.pool_size.to_string());
+        c.insert("anchors".into(), self.anchors.to_string());
+        c.insert("seed".into(), self.args.seed.to_string());
+        c.insert(
+            "server".into(),
+            "child process (roaming-bench serve: roaming::serve on 127.0.0.1:0)".into(),
+        );
+        c
+    }
+}
+
+/// The command line that reproduces this run.
+fn reproduce_command() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=.,/:".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect();
+    let mut cmd = "cargo run --release -p roaming-bench --".to_owned();
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(&a);
+    }
+    cmd
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| match cli.command {
+            Some(Command::Serve(args)) => runtime.block_on(server::serve_child(args)),
+            Some(Command::Render { json, out }) => render(&json, out),
+            None => Settings::resolve(cli.run).and_then(|s| runtime.block_on(run(s))),
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roaming-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn render(json: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+    let report: Report = serde_json::from_str(&text)?;
+    let out = out.unwrap_or_else(|| {
+        json.parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
+    });
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("results.md"),
+        report::markdown(&report, "results.svg"),
+    )?;
+    std::fs::write(out.join("results.svg"), report::svg(&report))?;
+    println!("wrote {0}/results.md and {0}/results.svg", out.display());
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+fn database_url(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    match admin_url.rsplit_once('/') {
+        Some((base, _)) if base.contains("://") => Ok(format!("{base}/{name}")),
+        _ => Err(anyhow!(
+            "--admin-url must be a postgres:// URL ending in /<database>"
+        )),
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let command = reproduce_command();
+    println!("roaming-bench: reproduce with:\n  {command}");
+    let name = format!(
+        "roaming_bench_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let url = database_url(&settings.args.admin_url, &name)?;
+    roaming::open_store(&url, &Default::default())
+        .await
+        .context("creating the bench database (PostgreSQL must run at --admin-url)")?;
+    println!("database {name} created and migrated");
+
+    let outcome = tokio::select! {
+        r = run_in(&settings, &name, &url, &command) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+
+    if settings.args.keep {
+        println!("kept database {name} ({url})");
+    } else {
+        let admin = connect(&settings.args.admin_url).await?;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                roaming_store::db::quote_ident(&name)
+            ))
+            .await
+            .context("dropping the bench database")?;
+        println!("database {name} dropped");
+    }
+    outcome
+}
+
+fn ceiling_pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let mut config = tokio_postgres::Config::from_str(url)?;
+    // The server's connection settings (see roaming-store's db.rs).
+    config.options("-c statement_timeout=10000 -c synchronous_commit=on");
+    config.application_name("roaming-bench-ceiling");
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .build()?)
+}
+
+struct Bench<'a> {
+    settings: &'a Settings,
+    probes: Probes,
+    cells: Vec<Cell>,
+    admin: Arc<tokio_postgres::Client>,
+}
+
+impl Bench<'_> {
+    #[allow(clippy::too_many_arguments)]
+    async fn cell(
+        &mut self,
+        scenario: &str,
+        kind: &'static str,
+        concurrency: usize,
+        stored: u64,
+        service: Op,
+        ceiling: Option<(Op, &'static str)>,
+        store_sql: Option<Op>,
+        after_ceiling: Option<Arc<Mutex<scenarios::Touched>>>,
+    ) -> anyhow::Result<()> {
+        let bounds = self.settings.bounds;
+        let service = runner::run(concurrency, bounds, &self.probes, service).await;
+        let store_sql = match store_sql {
+            Some(op) => Some(runner::run(concurrency, bounds, &self.probes, op).await),
+            None => None,
+        };
+        let (ceiling, ceiling_is) = match ceiling {
+            Some((op, is)) => (
+                Some(runner::run(concurrency, bounds, &self.probes, op).await),
+                is,
+            ),
+            None => (None, ""),
+        };
+        if let Some(touched) = after_ceiling {
+            let touched = std::mem::take(&mut *touched.lock().unwrap_or_else(|p| p.into_inner()));
+            scenarios::settle_touched(&self.admin, &touched).await?;
+        }
+        let ratio = ceiling
+            .as_ref()
+            .map(|c| Cell::rate(kind, &service) / Cell::rate(kind, c).max(1e-9));
+        print_cell(
+            scenario,
+            kind,
+            concurrency,
+            &service,
+            ceiling.as_ref(),
+            ratio,
+        );
+        self.cells.push(Cell {
+            scenario: scenario.to_owned(),
+            kind: kind.to_owned(),
+            concurrency,
+            stored_messages: stored,
+            service,
+            ceiling,
+            ceiling_is: ceiling_is.to_owned(),
+            store_sql,
+            ratio,
+        });
+        Ok(())
+    }
+}
+
+fn print_cell(
+    scenario: &str,
+    kind: &str,
+    c: usize,
+    m: &Measured,
+    ceiling: Option<&Measured>,
+    ratio: Option<f64>,
+) {
+    let unit = if kind == "write" { "msg/s" } else { "/s" };
+    let mut line = format!(
+        "  {scenario:<28} C={c:<3} {:>9.0} {unit:<5} p50 {:>7.2} p99 {:>7.2} p999 {:>7.2} ms  cpu srv {:>3.0}% pg {:>3.0}% other {:>3.0}%  rss {:>5.1} MB",
+        Cell::rate(kind, m),
+        m.latency.p50_ms,
+        m.latency.p99_ms,
+        m.latency.p999_ms,
+        m.server_cpu_pct,
+        m.postgres_cpu_pct,
+        m.other_cpu_pct,
+        m.server_rss_max_mb
+    );
+    if let (Some(cm), Some(r)) = (ceiling, ratio) {
+        line.push_str(&format!(
+            " | ceiling {:>9.0} p99 {:>7.2} → ×{r:.2}",
+            Cell::rate(kind, cm),
+            cm.latency.p99_ms
+        ));
+    }
+    if m.errors > 0 {
+        line.push_str(&format!(
+            " | {} errors: {}",
+            m.errors,
+            m.first_error.as_deref().unwrap_or("")
+        ));
+    }
+    println!("{line}");
+}
+
+async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> anyhow::Result<()> {
+    let wall = Instant::now();
+    let load_start = procfs::loadavg();
+    let (date, started) = procfs::now_utc();
+    let machine = procfs::Machine::read();
+    let admin = Arc::new(connect(url).await?);
+    let mut postgres = BTreeMap::new();
+    let version: String = admin
+        .query_one("SELECT split_part(version(), ' on ', 1)", &[])
+        .await?
+        .get(0);
+    postgres.insert("version".to_owned(), version);
+    for row in admin
+        .query(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY($1) ORDER BY name",
+            &[&vec![
+                "shared_buffers",
+                "effective_cache_size",
+                "work_mem",
+                "synchronous_commit",
+                "fsync",
+                "max_connections",
+                "jit",
+                "random_page_cost",
+            ]],
+        )
+        .await?
+    {
+        postgres.insert(row.get(0), row.get(1));
+    }
+
+    let secret: String = {
+        use rand::Rng as _;
+        rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(40)
+            .map(char::from)
+            .collect()
+    };
+    let server = server::ServerProcess::start(url, settings.args.pool_size, &secret).await?;
+    println!("server pid {} listening on {}", server.pid, server.addr);
+    let token = roaming_runtime::TokenSigner::hs256(&secret).mint(
+        "bench-gateway",
+        true,
+        roaming_runtime::auth::now_secs(),
+        24 * 3600,
+    );
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(
+            Client::builder(format!("http://{}", server.addr))
+                .token(token.clone())
+                .connect()
+                .await
+                .map_err(|e| anyhow!("connecting to the server: {e}"))?,
+        );
+    }
+    let pool = ceiling_pool(url, settings.args.pool_size)?;
+    let nonce = format!("b{:08x}", rand::random::<u32>());
+
+    let mut bench = Bench {
+        settings,
+        probes: Probes {
+            server_pid: Some(server.pid),
+            admin: admin.clone(),
+            database: name.to_owned(),
+        },
+        cells: Vec::new(),
+        admin: admin.clone(),
+    };
+    let mut workload = Arc::new(Workload::default());
+    let mut stages = Vec::new();
+    let show_progress = !settings.args.no_progress;
+    let mut stored = 0u64;
+    let conc = &settings.args.concurrency;
+
+    for (i, &target) in settings.stages.iter().enumerate() {
+        let budget = target - stored;
+        let generation = Arc::new(shape::Generation::plan(
+            i as u32,
+            budget,
+            scenarios::now_ms(),
+            settings.args.seed,
+        ));
+        println!(
+            "stage {}: loading {} messages ({} conversations, {} users) → {} stored",
+            i + 1,
+            budget,
+            generation.convs.len(),
+            generation.users.len(),
+            target
+        );
+        let loaded = load::load(
+            url,
+            generation.clone(),
+            settings.args.load_connections,
+            show_progress,
+        )
+        .await?;
+        println!(
+            "  COPY {:.1} s ({:.0} msg/s), VACUUM ANALYZE + CHECKPOINT {:.1} s",
+            loaded.copy_secs, loaded.messages_per_sec, loaded.vacuum_secs
+        );
+        stored = target;
+        let mut grown = Arc::unwrap_or_clone(workload);
+        grown.add(&generation);
+        drop(generation);
+        grown
+            .sample_anchors(&admin, settings.anchors, settings.args.seed ^ i as u64)
+            .await?;
+        workload = Arc::new(grown);
+        let sizes = admin
+            .query_one(
+                "SELECT pg_total_relation_size('messages'), pg_database_size(current_database())",
+                &[],
+            )
+            .await?;
+        stages.push(Stage {
+            stored_messages: stored,
+            load: loaded,
+            messages_table_bytes: sizes.get(0),
+            database_bytes: sizes.get(1),
+        });
+
+        let ctx = Arc::new(Ctx {
+            workload: workload.clone(),
+            clients: clients.clone(),
+            pool: pool.clone(),
+            seed: settings.args.seed ^ (i as u64) << 20,
+            nonce: nonce.clone(),
+            ids: std::sync::atomic::AtomicU64::new((i as u64) << 40),
+        });
+        let top = i + 1 == settings.stages.len();
+        let reads: Vec<Read> = if top {
+            vec![
+                Read::Page {
+                    size: 20,
+                    backward: true,
+                },
+                Read::Page {
+                    size: 20,
+                    backward: false,
+                },
+                Read::Page {
+                    size: 50,
+                    backward: true,
+                },
+                Read::Page {
+                    size: 50,
+                    backward: false,
+                },
+                Read::Stream,
+                Read::List { heavy: false },
+                Read::List { heavy: true },
+            ]
+        } else {
+            vec![Read::Page {
+                size: 50,
+                backward: true,
+            }]
+        };
+        let levels: Vec<usize> = if top {
+            conc.clone()
+        } else {
+            conc.iter().copied().filter(|&c| c <= 16).collect()
+        };
+        println!(
+            "stage {}: {} stored, {} anchors{}",
+            i + 1,
+            stored,
+            ctx.workload.anchors.len(),
+            if top {
+                " — all scenarios"
+            } else {
+                " — history-page probe"
+            }
+        );
+        for read in reads {
+            let scenario = read.name();
+            if !settings.wants(&scenario) {
+                continue;
+            }
+            for &c in &levels {
+                bench
+                    .cell(
+                        &scenario,
+                        "read",
+                        c,
+                        stored,
+                        ctx.service_read(read),
+                        Some((
+                            ctx.ceiling_read(read),
+                            "store SQL, prepared, same pool size",
+                        )),
+                        match read {
+                            Read::List { .. } => None,
+                            _ => Some(ctx.store_sql_read(read)),
+                        },
+                        None,
+                    )
+                    .await?;
+            }
+        }
+        if top {
+            let mut cell_no = 0u32;
+            for write in [Write::Single, Write::Batch, Write::BatchSpread] {
+                if !settings.wants(write.name()) {
+                    continue;
+                }
+                for &c in conc {
+                    cell_no += 1;
+                    let touched: Arc<Mutex<scenarios::Touched>> = Arc::default();
+                    bench
+                        .cell(
+                            write.name(),
+                            "write",
+                            c,
+                            stored,
+                            ctx.service_write(write),
+                            Some((
+                                ctx.raw_insert(write, cell_no, touched.clone()),
+                                "raw INSERT, autocommit, same pool size",
+                            )),
+                            Some(ctx.store_sql_write(write)),
+                            Some(touched),
+                        )
+                        .await?;
+                }
+            }
+            if settings.wants("mixed") {
+                for &c in conc {
+                    bench
+                        .cell("mixed", "mixed", c, stored, ctx.mixed(), None, None, None)
+                        .await?;
+                }
+            }
+        }
+        drop(ctx);
+    }
+
+    let peak = procfs::memory(server.pid).hwm as f64 / (1024.0 * 1024.0);
+    server.stop().await?;
+    let verdicts = report::verdicts(&bench.cells, &stages, peak);
+    let report = Report {
+        date,
+        started,
+        command: command.to_owned(),
+        machine,
+        postgres,
+        config: settings.config(),
+        stages,
+        cells: bench.cells,
+        server_peak_rss_mb: peak,
+        wall_secs: wall.elapsed().as_secs_f64(),
+        loadavg: (load_start, procfs::loadavg()),
+        verdicts,
+    };
+    let out = &settings.args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let md = report::markdown(&report, "results.svg");
+    std::fs::write(out.join("results.md"), &md)?;
+    std::fs::write(out.join("results.svg"), report::svg(&report))?;
+    println!("\n{md}");
+    println!(
+        "wrote {0}/results.json, {0}/results.md, {0}/results.svg",
+        out.display()
+    );
+    Ok(())
+}

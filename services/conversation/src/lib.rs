@@ -16,7 +16,7 @@ pub mod fuzzing {
     use crate::requests::{self, ListDefaults};
     use roaming_proto::conversation::v1 as pb;
     use roaming_runtime::{ApiError, Caller, CursorSealer, convert};
-    use roaming_store::{Limits, RemovalScope};
+    use roaming_store::Limits;
     use tonic::Status;
 
     /// ListConversations up to the store: the acting user, then the request and its cursor.
@@ -54,19 +54,13 @@ pub mod fuzzing {
         .seal(sealer))
     }
 
-    /// RemoveConversation up to the store: the scope, the role it needs, the acting user,
-    /// the conversation.
+    /// RemoveConversation up to the store: the scope, the role it needs, the acting user
+    /// (none for a service purging a group for everyone), the conversation.
     pub fn validate_remove_conversation(
         req: &pb::RemoveConversationRequest,
         caller: &Caller,
     ) -> Result<(), Status> {
-        let scope = requests::scope(req.scope)?;
-        if scope == RemovalScope::ForEveryone {
-            caller.require_service("RemoveConversation with REMOVAL_SCOPE_FOR_EVERYONE")?;
-        }
-        let user = caller.user()?;
-        convert::conversation("conversation", req.conversation.as_ref(), &user)
-            .map_err(ApiError::from)?;
+        crate::service::removal_target(caller, req)?;
         Ok(())
     }
 

@@ -51,6 +51,38 @@ fn placeholder_viewer() -> UserId {
     UserId::parse("viewer", "roaming").expect("a valid id")
 }
 
+/// What a RemoveConversation request removes, for whom and how far: everything the handler
+/// checks before it reaches the store (also run by `crate::fuzzing`).
+pub(crate) fn removal_target(
+    caller: &Caller,
+    req: &pb::RemoveConversationRequest,
+) -> Result<(UserId, Conversation, RemovalScope), ApiError> {
+    let scope = requests::scope(req.scope)?;
+    if scope == RemovalScope::ForEveryone {
+        caller.require_service("RemoveConversation with REMOVAL_SCOPE_FOR_EVERYONE")?;
+    }
+    // A service purging a GROUP or CHATROOM for everyone names no user: the group id
+    // does not depend on who looks at it. Every other removal acts for a user.
+    let purges_group = scope == RemovalScope::ForEveryone
+        && caller.act_as.is_none()
+        && req.conversation.as_ref().is_some_and(|c| {
+            c.r#type == ConversationKind::Group as i32
+                || c.r#type == ConversationKind::Chatroom as i32
+        });
+    if purges_group {
+        // The store ignores the user for FOR_EVERYONE.
+        return Ok((
+            placeholder_viewer(),
+            group(req.conversation.as_ref())?,
+            scope,
+        ));
+    }
+    let user = caller.user()?;
+    let conversation = convert::conversation("conversation", req.conversation.as_ref(), &user)
+        .map_err(ApiError::from)?;
+    Ok((user, conversation, scope))
+}
+
 /// A GROUP or CHATROOM named by a membership request (PEER has no membership to manage).
 pub(crate) fn group(value: Option<&common::ConversationRef>) -> Result<Conversation, ApiError> {
     let value = value.ok_or_else(|| ApiError::invalid("conversation", "is required"))?;
@@ -115,28 +147,7 @@ impl ConversationApi for ConversationService {
     ) -> Result<Response<pb::RemoveConversationResponse>, Status> {
         let caller = Caller::of(&request)?;
         let req = request.into_inner();
-        let scope = requests::scope(req.scope)?;
-        if scope == RemovalScope::ForEveryone {
-            caller.require_service("RemoveConversation with REMOVAL_SCOPE_FOR_EVERYONE")?;
-        }
-        // A service purging a GROUP or CHATROOM for everyone names no user: the group id
-        // does not depend on who looks at it. Every other removal acts for a user.
-        let purges_group = scope == RemovalScope::ForEveryone
-            && caller.act_as.is_none()
-            && req.conversation.as_ref().is_some_and(|c| {
-                c.r#type == ConversationKind::Group as i32
-                    || c.r#type == ConversationKind::Chatroom as i32
-            });
-        let (user, conversation) = if purges_group {
-            // The store ignores the user for FOR_EVERYONE.
-            (placeholder_viewer(), group(req.conversation.as_ref())?)
-        } else {
-            let user = caller.user()?;
-            let conversation =
-                convert::conversation("conversation", req.conversation.as_ref(), &user)
-                    .map_err(ApiError::from)?;
-            (user, conversation)
-        };
+        let (user, conversation, scope) = removal_target(&caller, &req)?;
         self.store
             .remove_conversation(&user, &conversation, req.delete_messages, scope)
             .await

@@ -74,6 +74,14 @@ fn new_message(i: usize, m: pb::NewMessage, limits: &Limits) -> Result<NewMessag
         if k.is_empty() {
             return Err(FieldError::new(f("attributes"), "keys must not be empty"));
         }
+        // PostgreSQL text and jsonb cannot hold NUL: refuse it here rather than fail the
+        // insert with an internal error.
+        if k.contains('\0') || v.contains('\0') {
+            return Err(FieldError::new(
+                format!("{}[{k:?}]", f("attributes")),
+                "keys and values must not contain NUL (U+0000)",
+            ));
+        }
         if k.len() > limits.max_attribute_bytes || v.len() > limits.max_attribute_bytes {
             return Err(FieldError::new(
                 format!("{}[{k:?}]", f("attributes")),
@@ -92,6 +100,12 @@ fn new_message(i: usize, m: pb::NewMessage, limits: &Limits) -> Result<NewMessag
         return Err(FieldError::new(
             f("client_msg_id"),
             "must be at most 64 characters",
+        ));
+    }
+    if m.client_msg_id.contains('\0') {
+        return Err(FieldError::new(
+            f("client_msg_id"),
+            "must not contain NUL (U+0000)",
         ));
     }
     let conversation = Conversation::of_message(kind, &sender, recipient.clone());

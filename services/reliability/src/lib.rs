@@ -1,1 +1,3 @@
 //! Roaming's reliability suite lives in `tests/it`; see `docs/reliability.md`.
+
+pub mod fuzz_targets;

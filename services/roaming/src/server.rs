@@ -85,8 +85,10 @@ async fn set_health(reporter: &HealthReporter, services: &[ServiceName], status:
     }
 }
 
-/// Serves until `shutdown` completes, then: health NOT_SERVING, open streams ended with
-/// UNAVAILABLE, no new connections, and in-flight calls given `drain_timeout` to finish.
+/// Serves until `shutdown` completes, then: health NOT_SERVING, 50 ms later open streams
+/// ended with UNAVAILABLE, unary calls still served for a grace (a quarter of
+/// `drain_timeout`, at most 2 s), then no new connections (GOAWAY), and in-flight calls
+/// given the rest of `drain_timeout` to finish.
 pub async fn serve(
     app: App,
     listener: TcpListener,
@@ -154,12 +156,26 @@ pub async fn serve(
     tracing::info!(%addr, services = ?app.services, "serving");
     let shutdown_reporter = reporter.clone();
     let services = app.services.clone();
+    let grace = not_serving_grace(app.drain_timeout);
     let graceful = async move {
         shutdown.await;
-        tracing::info!("shutting down: NOT_SERVING, ending streams, draining calls");
+        tracing::info!(
+            ?grace,
+            "shutting down: NOT_SERVING, ending streams, draining calls"
+        );
         let _ = draining_tx.send(true);
         set_health(&shutdown_reporter, &services, ServingStatus::NotServing).await;
+        // NOT_SERVING goes out first, a moment ahead of anything else; then open streams end
+        // with UNAVAILABLE (their readers resume elsewhere from their last cursor). Unary
+        // calls are still served for a grace period, so that health checkers and load
+        // balancers see NOT_SERVING and route new calls elsewhere before the connections go
+        // away. Before, NOT_SERVING, the streams' UNAVAILABLE and the GOAWAY left at the
+        // same instant: clients could not see the first before the others, and callers still
+        // routed here failed at once (found by the reliability suite's shutdown test). The
+        // pause and the grace count within the drain deadline.
+        tokio::time::sleep(NOT_SERVING_LEAD).await;
         let _ = stop_streams.send(true);
+        tokio::time::sleep(grace).await;
     };
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(app.keepalive_interval))
@@ -200,10 +216,21 @@ pub async fn serve(
     result
 }
 
+/// How far NOT_SERVING leads the end of open streams on shutdown.
+const NOT_SERVING_LEAD: Duration = Duration::from_millis(50);
+
+/// How long the server keeps serving unary calls after reporting NOT_SERVING: a quarter of
+/// the drain deadline, at most 2 s.
+fn not_serving_grace(drain_timeout: Duration) -> Duration {
+    (drain_timeout / 4).min(Duration::from_secs(2))
+}
+
 /// Longest a health ping may take. A frozen or unreachable database accepts the TCP
-/// connection and then never answers: without this bound the watcher hung for as long as
-/// the database did and health kept saying SERVING (found by the reliability suite's
-/// frozen-database test). Dropping the ping cancels its statement and detaches its connection.
+/// connection and then never answers: a ping that got an idle pooled connection waited on
+/// `SELECT 1` for as long as the database was frozen, and meanwhile health kept saying
+/// SERVING (seen while writing the reliability suite's frozen-database test, which checks
+/// that health says NOT_SERVING during a freeze). Dropping the ping cancels its statement
+/// and detaches its connection.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Whether a pooled connection answers `SELECT 1` within `PING_TIMEOUT`.

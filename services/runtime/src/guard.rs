@@ -1,15 +1,18 @@
 //! The server's guard layer, around every call: admission (a concurrency limit that refuses
 //! excess calls at once with RESOURCE_EXHAUSTED instead of queueing them), a server-side
-//! deadline, gRPC metrics, and RESOURCE_EXHAUSTED for over-size messages.
+//! deadline, the client's deadline (`grpc-timeout`) over the whole call, streams included,
+//! gRPC metrics, and RESOURCE_EXHAUSTED for over-size messages.
 
 use crate::metrics as m;
 use http::{HeaderValue, Request, Response};
 use http_body::{Frame, SizeHint};
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::{Code, Status};
 
@@ -100,9 +103,19 @@ where
         // Swap in a clone: the ready one serves this call (tower's documented pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let timeout = self.timeout;
+        let started = Instant::now();
+        let server_deadline = started + self.timeout;
+        // The client's deadline covers the whole call. tonic's own grpc-timeout handling
+        // (outside this layer) only bounds the response headers, answers CANCELLED rather
+        // than DEADLINE_EXCEEDED, and lets a stream run on past the deadline (found by the
+        // reliability suite's frozen-database test: streams outlived a 1 s deadline by the
+        // whole 5 s freeze). So the guard enforces it, a hair early so its answer wins.
+        let client_deadline = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(parse_grpc_timeout)
+            .map(|t| started + t.saturating_sub(DEADLINE_MARGIN));
         Box::pin(async move {
-            let started = Instant::now();
             metrics::gauge!(m::IN_FLIGHT, "method" => method.clone()).increment(1.0);
             let mut observation = Observation {
                 method,
@@ -110,20 +123,22 @@ where
                 permit: Some(permit),
                 done: false,
             };
-            let response = match tokio::time::timeout(timeout, inner.call(request)).await {
+            let (until, message) = match client_deadline {
+                Some(d) if d <= server_deadline => (d, CLIENT_DEADLINE_PASSED),
+                _ => (server_deadline, "the server's request timeout passed"),
+            };
+            let response = match tokio::time::timeout_at(until, inner.call(request)).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) => {
                     observation.finish("Internal");
                     return Err(e);
                 }
-                Err(_) => {
-                    Status::deadline_exceeded("the server's request timeout passed").into_http()
-                }
+                Err(_) => Status::deadline_exceeded(message).into_http(),
             };
             let (mut parts, body) = response.into_parts();
             if let Some(code) = parts.headers.get("grpc-status").and_then(code_of) {
                 // Trailers-only response: the call is over.
-                let code = rewrite_oversize(&mut parts.headers, code);
+                let code = rewrite_caller_faults(&mut parts.headers, code);
                 observation.finish(code_name(code));
                 return Ok(Response::from_parts(parts, body));
             }
@@ -132,14 +147,75 @@ where
                 Body::new(ObservedBody {
                     inner: body,
                     observation,
+                    deadline: client_deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                    expired: false,
                 }),
             ))
         })
     }
 }
 
+/// How much earlier than the client's deadline the guard answers: tonic's grpc-timeout
+/// timer (outside this layer, armed a few microseconds earlier) must not fire first, or the
+/// client would get its CANCELLED instead of DEADLINE_EXCEEDED. Timers tick by the millisecond.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(2);
+
+const CLIENT_DEADLINE_PASSED: &str = "the call's deadline passed";
+
+/// A `grpc-timeout` header value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 fn code_of(value: &HeaderValue) -> Option<Code> {
     value.to_str().ok()?.parse::<i32>().ok().map(Code::from_i32)
+}
+
+/// Statuses tonic gives for the caller's faults, before any Roaming code runs, rewritten to
+/// the codes SPEC.md §5 names.
+fn rewrite_caller_faults(headers: &mut http::HeaderMap, code: Code) -> Code {
+    let code = rewrite_oversize(headers, code);
+    rewrite_undecodable(headers, code)
+}
+
+/// tonic answers a request whose body does not decode (a string field that is not UTF-8, a
+/// broken wire format) with INTERNAL "failed to decode Protobuf message: <Type.field>: ...".
+/// It is the caller's bad input: INVALID_ARGUMENT, keeping prost's message, which names the
+/// field (found by the reliability suite's raw-body property test).
+fn rewrite_undecodable(headers: &mut http::HeaderMap, code: Code) -> Code {
+    let undecodable = code == Code::Internal
+        && headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| {
+                m.starts_with("failed to decode Protobuf message")
+                    || m.starts_with("failed%20to%20decode%20Protobuf%20message")
+            });
+    if undecodable {
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(Code::InvalidArgument as i32),
+        );
+        return Code::InvalidArgument;
+    }
+    code
 }
 
 /// tonic answers an over-size request with OUT_OF_RANGE ("decoded message length too large",
@@ -213,10 +289,36 @@ impl Drop for Observation {
     }
 }
 
-/// A response body that records the call's status when its trailers pass.
+/// A response body that records the call's status when its trailers pass, and ends the call
+/// with DEADLINE_EXCEEDED when the client's deadline passes first.
 struct ObservedBody {
     inner: Body,
     observation: Observation,
+    /// The client's deadline, if it sent one.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// The deadline passed: the DEADLINE_EXCEEDED trailers went out, the inner body is gone.
+    expired: bool,
+}
+
+impl ObservedBody {
+    /// Drops the inner body (a stream's pending page and its database statement with it:
+    /// the store cancels an abandoned statement) and returns the DEADLINE_EXCEEDED trailers.
+    fn expire(&mut self) -> Frame<bytes::Bytes> {
+        self.inner = Body::empty();
+        self.deadline = None;
+        self.expired = true;
+        self.observation.finish("DeadlineExceeded");
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert(
+            "grpc-status",
+            HeaderValue::from(Code::DeadlineExceeded as i32),
+        );
+        trailers.insert(
+            "grpc-message",
+            HeaderValue::from_static("the call's deadline passed"),
+        );
+        Frame::trailers(trailers)
+    }
 }
 
 impl http_body::Body for ObservedBody {
@@ -227,28 +329,67 @@ impl http_body::Body for ObservedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        // A stream that keeps producing past the deadline is cut too, not only a stalled one.
+        let passed = match self.deadline.as_mut() {
+            Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
+            None => false,
+        };
+        if passed {
+            return Poll::Ready(Some(Ok(self.expire())));
+        }
         let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &mut polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_mut() {
+                    // The call is over: the deadline no longer applies.
+                    self.deadline = None;
                     if let Some(code) = trailers.get("grpc-status").and_then(code_of) {
-                        let code = rewrite_oversize(trailers, code);
+                        let code = rewrite_caller_faults(trailers, code);
                         self.observation.finish(code_name(code));
                     }
                 }
             }
-            Poll::Ready(Some(Err(_))) => self.observation.finish("Internal"),
-            Poll::Ready(None) => self.observation.finish("Ok"),
+            Poll::Ready(Some(Err(_))) => {
+                self.deadline = None;
+                self.observation.finish("Internal");
+            }
+            Poll::Ready(None) => {
+                self.deadline = None;
+                self.observation.finish("Ok");
+            }
             Poll::Pending => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // Not while the deadline may still add trailers: an early end would lose the status.
+        self.expired || (self.deadline.is_none() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_values_parse_per_unit_and_bad_ones_are_ignored() {
+        let parse = |s: &'static str| parse_grpc_timeout(&HeaderValue::from_static(s));
+        assert_eq!(parse("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("999999u"), Some(Duration::from_micros(999_999)));
+        assert_eq!(parse("5n"), Some(Duration::from_nanos(5)));
+        assert_eq!(parse("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        for bad in ["", "S", "1", "1x", "123456789S", "-1S", "1.5S", " 1S"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
     }
 }

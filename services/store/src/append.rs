@@ -6,9 +6,10 @@
 //! commit order, and a forward reader never has a message inserted behind its position.
 
 use crate::error::{Error, Result};
+use crate::sql;
 use crate::{
-    Conversation, ConversationKind, MESSAGE_COLUMNS, MsgId, NewMessage, Store, StoredMessage,
-    attributes_to_json, message_from_row,
+    Conversation, ConversationKind, MsgId, NewMessage, Store, StoredMessage, attributes_to_json,
+    message_from_row,
 };
 use deadpool_postgres::Transaction;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -65,13 +66,8 @@ async fn check_senders_are_members(
     indexes: &[usize],
 ) -> Result<()> {
     let senders: Vec<&str> = indexes.iter().map(|&i| batch[i].sender.as_str()).collect();
-    let rows = tx
-        .query(
-            "SELECT user_id FROM user_conversations \
-             WHERE conv_key = $1 AND user_id = ANY($2) AND is_member",
-            &[&key, &senders],
-        )
-        .await?;
+    let statement = tx.prepare_cached(sql::MEMBERS).await?;
+    let rows = tx.query(&statement, &[&key, &senders]).await?;
     let members: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     for &i in indexes {
         if !members.iter().any(|m| m == batch[i].sender.as_str()) {
@@ -91,8 +87,9 @@ async fn lock_conversation(
     conversation: &Conversation,
 ) -> Result<(i64, i64)> {
     let key = conversation.key();
-    let lock = "SELECT last_seq, last_time_ms FROM conversations WHERE conv_key = $1 FOR UPDATE";
-    if let Some(row) = tx.query_opt(lock, &[&key]).await? {
+    // Prepared once per connection: every append runs these (SPEC'd ingest is the hot path).
+    let lock = tx.prepare_cached(sql::LOCK).await?;
+    if let Some(row) = tx.query_opt(&lock, &[&key]).await? {
         return Ok((row.get(0), row.get(1)));
     }
     let created = tx
@@ -116,7 +113,7 @@ async fn lock_conversation(
             .await?;
         }
     }
-    let row = tx.query_one(lock, &[&key]).await?;
+    let row = tx.query_one(&lock, &[&key]).await?;
     Ok((row.get(0), row.get(1)))
 }
 
@@ -138,15 +135,9 @@ async fn append_to_conversation(
         .iter()
         .map(|&i| batch[i].client_msg_id.as_str())
         .collect();
+    let duplicates = tx.prepare_cached(&sql::EXISTING).await?;
     let existing_rows = tx
-        .query(
-            &format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conv_key = $1 \
-                 AND (m.sender, m.client_msg_id) IN \
-                     (SELECT * FROM unnest($2::text[], $3::text[]))"
-            ),
-            &[&key, &senders, &client_ids],
-        )
+        .query(&duplicates, &[&key, &senders, &client_ids])
         .await?;
     let mut stored: HashMap<(String, String), StoredMessage> = existing_rows
         .iter()
@@ -189,17 +180,10 @@ async fn append_to_conversation(
             .iter()
             .map(|&i| batch[i].client_msg_id.as_str())
             .collect();
+        let insert = tx.prepare_cached(sql::BUMP_INSERT).await?;
         let rows = tx
             .query(
-                "WITH bump AS (
-                     UPDATE conversations SET last_seq = $2, last_time_ms = $3 WHERE conv_key = $1
-                 )
-                 INSERT INTO messages (conv_key, seq, sender, recipient, msg_type, body,
-                                       attributes, client_msg_id, server_time_ms)
-                 SELECT $1, s, snd, rcp, k, b, a, c, $3
-                 FROM unnest($4::bigint[], $5::text[], $6::text[], $7::smallint[], $8::bytea[],
-                             $9::jsonb[], $10::text[]) AS t(s, snd, rcp, k, b, a, c)
-                 RETURNING seq, msg_id",
+                &insert,
                 &[
                     &key,
                     &(last_seq + n),

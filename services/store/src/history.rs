@@ -5,9 +5,9 @@
 //! ever rise and tombstones are only ever added, so nothing removed can come back.
 
 use crate::error::{Error, Result};
+use crate::sql;
 use crate::{
-    Conversation, ConversationKind, MESSAGE_COLUMNS, MsgId, Store, StoredMessage, UserId,
-    message_from_row,
+    Conversation, ConversationKind, MsgId, Store, StoredMessage, UserId, message_from_row,
 };
 use deadpool_postgres::GenericClient;
 use std::collections::HashMap;
@@ -86,14 +86,9 @@ pub(crate) async fn view(
     user: &UserId,
     conversation: &Conversation,
 ) -> Result<View> {
+    let statement = client.prepare_cached(sql::VIEW).await?;
     let row = client
-        .query_opt(
-            "SELECT c.purged_through_seq, uc.hidden_through_seq, uc.is_member \
-             FROM conversations c LEFT JOIN user_conversations uc \
-               ON uc.conv_key = c.conv_key AND uc.user_id = $2 \
-             WHERE c.conv_key = $1",
-            &[&conversation.key(), &user.as_str()],
-        )
+        .query_opt(&statement, &[&conversation.key(), &user.as_str()])
         .await?;
     let group = conversation.kind() != ConversationKind::Peer;
     let Some(row) = row else {
@@ -135,11 +130,9 @@ impl Store {
     ) -> Result<i64> {
         with_conn!(self, |client| {
             view(&**client, user, conversation).await?;
+            let statement = client.prepare_cached(sql::ANCHOR).await?;
             let row = client
-                .query_opt(
-                    "SELECT seq FROM messages WHERE conv_key = $1 AND msg_id = $2",
-                    &[&conversation.key(), &msg_id.0],
-                )
+                .query_opt(&statement, &[&conversation.key(), &msg_id.0])
                 .await?;
             row.map(|r| r.get(0)).ok_or_else(|| {
                 Error::NotFound(format!(
@@ -164,23 +157,15 @@ impl Store {
                     is_end: true,
                 });
             }
-            let (lower, upper, order) = match query.direction {
-                Direction::Forward => (query.after_seq.max(view.floor), i64::MAX, "ASC"),
-                Direction::Backward => (view.floor, query.after_seq, "DESC"),
+            let (lower, upper, sql) = match query.direction {
+                Direction::Forward => (
+                    query.after_seq.max(view.floor),
+                    i64::MAX,
+                    &*sql::PAGE_FORWARD,
+                ),
+                Direction::Backward => (view.floor, query.after_seq, &*sql::PAGE_BACKWARD),
             };
-            // One statement per direction; prepared once per connection and cached.
-            let sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages m \
-             WHERE m.conv_key = $1 AND m.seq > $2 AND m.seq < $3 \
-               AND ($4::bigint IS NULL OR m.server_time_ms >= $4) \
-               AND ($5::bigint IS NULL OR m.server_time_ms <= $5) \
-               AND (cardinality($6::text[]) = 0 OR m.sender = ANY($6)) \
-               AND (cardinality($7::smallint[]) = 0 OR m.msg_type = ANY($7)) \
-               AND NOT EXISTS (SELECT 1 FROM tombstones t \
-                   WHERE t.conv_key = m.conv_key AND t.user_id = $8 AND t.seq = m.seq) \
-             ORDER BY m.seq {order} LIMIT $9"
-            );
-            let statement = client.prepare_cached(&sql).await?;
+            let statement = client.prepare_cached(sql).await?;
             // One more than asked: whether it comes back says whether this page is the last.
             let fetch = i64::from(query.limit) + 1;
             let rows = client

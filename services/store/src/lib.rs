@@ -25,6 +25,7 @@ pub mod error;
 mod history;
 mod list;
 pub mod migrate;
+pub mod sql;
 
 pub use append::AppendOutcome;
 pub use domain::*;
@@ -79,11 +80,7 @@ impl Store {
     }
 }
 
-/// Columns every message query selects, in the order `message_from_row` reads them.
-pub(crate) const MESSAGE_COLUMNS: &str = "m.msg_id, m.seq, m.sender, m.recipient, m.msg_type, \
-     m.body, m.attributes, m.server_time_ms, m.client_msg_id";
-
-/// Reads `MESSAGE_COLUMNS` starting at column `at`.
+/// Reads [`sql::MESSAGE_COLUMNS`] starting at column `at`.
 pub(crate) fn message_from_row(conversation: &Conversation, row: &Row, at: usize) -> StoredMessage {
     let attributes: serde_json::Value = row.get(at + 6);
     StoredMessage {

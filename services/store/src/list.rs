@@ -7,9 +7,10 @@
 
 use crate::error::{Error, Result};
 use crate::history::view;
+use crate::sql;
 use crate::{
-    Conversation, ConversationKind, MESSAGE_COLUMNS, Store, StoredMessage, UserId,
-    domain::kind_from_row, message_from_row,
+    Conversation, ConversationKind, Store, StoredMessage, UserId, domain::kind_from_row,
+    message_from_row,
 };
 
 /// One list page request, already validated.
@@ -62,28 +63,7 @@ impl Store {
                 Some((t, k)) => (*t, k.clone()),
                 None => (i64::MAX, String::new()),
             };
-            // The lateral subquery finds the newest visible message of each candidate, walking the
-            // primary key backwards from the newest seq; it runs only for rows the LIMIT reaches.
-            let sql = format!(
-                "SELECT c.conv_key, c.kind, c.last_time_ms, {MESSAGE_COLUMNS}
-             FROM user_conversations uc
-             JOIN conversations c ON c.conv_key = uc.conv_key
-             CROSS JOIN LATERAL (
-                 SELECT * FROM messages m
-                 WHERE m.conv_key = c.conv_key
-                   AND m.seq > greatest(uc.hidden_through_seq, c.purged_through_seq)
-                   AND NOT EXISTS (SELECT 1 FROM tombstones t
-                       WHERE t.conv_key = m.conv_key AND t.user_id = uc.user_id AND t.seq = m.seq)
-                 ORDER BY m.seq DESC LIMIT 1) m
-             WHERE uc.user_id = $1 AND uc.is_member AND uc.kind = ANY($2)
-               AND c.last_time_ms >= $3
-               AND c.last_seq > greatest(uc.removed_through_seq, uc.hidden_through_seq,
-                                         c.purged_through_seq, c.cleared_through_seq)
-               AND (c.last_time_ms, c.conv_key) < ($4, $5)
-             ORDER BY c.last_time_ms DESC, c.conv_key DESC
-             LIMIT $6"
-            );
-            let statement = client.prepare_cached(&sql).await?;
+            let statement = client.prepare_cached(&sql::LIST).await?;
             let fetch = i64::from(query.limit) + 1;
             let rows = client
                 .query(

@@ -1,0 +1,842 @@
+//! The operations: each scenario once through the client against the server, and once as the
+//! ceiling — the same SQL the store runs for it (prepared, on a pool of the same size),
+//! issued straight to PostgreSQL. For ingest the ceiling is the raw INSERT.
+
+use crate::load::mix;
+use crate::runner::{Done, Op};
+use crate::shape::{Class, Generation};
+use deadpool_postgres::{GenericClient as _, Pool};
+use futures::FutureExt as _;
+use roaming_client::Client;
+use roaming_client::proto::common::v1::ConversationRef;
+use roaming_client::proto::conversation::v1 as cpb;
+use roaming_client::proto::history::v1 as hpb;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tonic::metadata::MetadataValue;
+
+/// One conversation as its reader sees it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `conv_key`.
+    pub key: String,
+    /// The reading user (a participant or member).
+    pub reader: String,
+    /// The other PEER participant (PEER) — the conversation id the reader uses, and the
+    /// recipient of the reader's messages; the group id for GROUP.
+    pub view_id: String,
+    /// 1 PEER, 2 GROUP.
+    pub kind: i16,
+    /// Messages loaded into it.
+    pub messages: u64,
+}
+
+/// What the scenarios pick from: every conversation loaded so far, sampled anchors, users.
+#[derive(Debug, Clone, Default)]
+pub struct Workload {
+    /// Every conversation of every generation loaded.
+    pub targets: Vec<Target>,
+    /// Random anchors, uniform over stored messages: (target, msg_id).
+    pub anchors: Vec<(u32, i64)>,
+    /// Conversations read whole by the streaming scenario (200..=5,000 messages).
+    pub stream_targets: Vec<u32>,
+    /// Ordinary PEER conversations, for appends.
+    pub peers: Vec<u32>,
+    /// Users with 10 conversations.
+    pub light_users: Vec<String>,
+    /// Users with 1,000 conversations.
+    pub heavy_users: Vec<String>,
+}
+
+impl Workload {
+    /// Adds a loaded generation's conversations and users.
+    pub fn add(&mut self, g: &Generation) {
+        for c in &g.convs {
+            let reader = g.user(c.members[0]).to_owned();
+            let view_id = if c.kind == 1 {
+                g.user(c.members[1]).to_owned()
+            } else {
+                c.group_id().to_owned()
+            };
+            let i = self.targets.len() as u32;
+            if (200..=5000).contains(&c.messages) {
+                self.stream_targets.push(i);
+            }
+            if c.class == Class::Peer {
+                self.peers.push(i);
+            }
+            self.targets.push(Target {
+                key: c.key.clone(),
+                reader,
+                view_id,
+                kind: c.kind,
+                messages: c.messages,
+            });
+        }
+        self.light_users
+            .extend(g.light_users.iter().map(|&u| g.user(u).to_owned()));
+        self.heavy_users
+            .extend(g.heavy_users.iter().map(|&u| g.user(u).to_owned()));
+        if self.stream_targets.is_empty() {
+            // Small data sets: stream the largest conversations that one call can cover.
+            let mut by_size: Vec<u32> = (0..self.targets.len() as u32)
+                .filter(|&i| self.targets[i as usize].messages <= 5000)
+                .collect();
+            by_size.sort_by_key(|&i| std::cmp::Reverse(self.targets[i as usize].messages));
+            self.stream_targets = by_size.into_iter().take(50).collect();
+        }
+    }
+
+    /// Samples `count` anchors uniformly over every stored message (so conversations are
+    /// picked in proportion to their size) and looks their `msg_id`s up.
+    pub async fn sample_anchors(
+        &mut self,
+        db: &tokio_postgres::Client,
+        count: usize,
+        seed: u64,
+    ) -> anyhow::Result<()> {
+        let mut cumulative = Vec::with_capacity(self.targets.len());
+        let mut sum = 0u64;
+        for t in &self.targets {
+            sum += t.messages;
+            cumulative.push(sum);
+        }
+        let mut picks: Vec<(u32, i64)> = Vec::with_capacity(count);
+        for n in 0..count as u64 {
+            let r = mix(seed ^ n.wrapping_mul(0x1000_0001)) % sum.max(1);
+            let t = cumulative.partition_point(|&c| c <= r);
+            let seq = 1 + (mix(r ^ 0xA5A5) % self.targets[t].messages) as i64;
+            picks.push((t as u32, seq));
+        }
+        let mut anchors = Vec::with_capacity(count);
+        for chunk in picks.chunks(5000) {
+            let keys: Vec<&str> = chunk
+                .iter()
+                .map(|(t, _)| self.targets[*t as usize].key.as_str())
+                .collect();
+            let seqs: Vec<i64> = chunk.iter().map(|(_, s)| *s).collect();
+            let rows = db
+                .query(
+                    "SELECT a.i, m.msg_id FROM unnest($1::text[], $2::bigint[]) \
+                     WITH ORDINALITY AS a(k, s, i) \
+                     JOIN messages m ON m.conv_key = a.k AND m.seq = a.s ORDER BY a.i",
+                    &[&keys, &seqs],
+                )
+                .await?;
+            for r in rows {
+                let i: i64 = r.get(0);
+                anchors.push((chunk[(i - 1) as usize].0, r.get::<_, i64>(1)));
+            }
+        }
+        self.anchors = anchors;
+        Ok(())
+    }
+}
+
+/// The SQL of each scenario: the store's own statements (so the ceiling is always what the
+/// service runs), plus the raw INSERT ceilings.
+pub mod sql {
+    pub use roaming_store::sql::{ANCHOR, BUMP_INSERT, LOCK, VIEW};
+
+    /// `Store::fetch_page`, for `order` `ASC` or `DESC`.
+    pub fn page(order: &str) -> String {
+        match order {
+            "ASC" => roaming_store::sql::PAGE_FORWARD.clone(),
+            _ => roaming_store::sql::PAGE_BACKWARD.clone(),
+        }
+    }
+
+    /// `Store::list_conversations`.
+    pub fn list() -> String {
+        roaming_store::sql::LIST.clone()
+    }
+
+    /// The append transaction: earlier copies of the batch's messages.
+    pub fn existing() -> String {
+        roaming_store::sql::EXISTING.clone()
+    }
+
+    /// Raw INSERT ceiling, one row.
+    pub const RAW_INSERT: &str = "INSERT INTO messages (conv_key, seq, sender, recipient, \
+         msg_type, body, attributes, client_msg_id, server_time_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    /// Raw INSERT ceiling, many rows in one statement.
+    pub const RAW_INSERT_MANY: &str = "INSERT INTO messages (conv_key, seq, sender, recipient, \
+         msg_type, body, attributes, client_msg_id, server_time_ms) \
+         SELECT $1, s, snd, rcp, k, b, a, c, $2 \
+         FROM unnest($3::bigint[], $4::text[], $5::text[], $6::smallint[], $7::bytea[], \
+                     $8::jsonb[], $9::text[]) AS t(s, snd, rcp, k, b, a, c)";
+}
+
+/// Read scenarios (each has a ceiling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// One page from a random anchor.
+    Page {
+        /// 20 or 50.
+        size: u32,
+        /// Newest first.
+        backward: bool,
+    },
+    /// One conversation's whole history in one stream (pages of 50).
+    Stream,
+    /// The first page of a user's conversation list.
+    List {
+        /// With 1,000 conversations (else 10).
+        heavy: bool,
+    },
+}
+
+impl Read {
+    /// The scenario's name in tables.
+    pub fn name(self) -> String {
+        match self {
+            Read::Page { size, backward } => format!(
+                "history_page_{size}_{}",
+                if backward { "backward" } else { "forward" }
+            ),
+            Read::Stream => "history_stream_whole".into(),
+            Read::List { heavy: false } => "list_10_conversations".into(),
+            Read::List { heavy: true } => "list_1000_conversations".into(),
+        }
+    }
+}
+
+/// Write scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// One message per call.
+    Single,
+    /// 100 messages to one conversation per call.
+    Batch,
+    /// 100 messages over 10 conversations per call.
+    BatchSpread,
+}
+
+impl Write {
+    /// Messages per call.
+    pub fn batch(self) -> usize {
+        match self {
+            Write::Single => 1,
+            Write::Batch | Write::BatchSpread => 100,
+        }
+    }
+
+    /// Conversations per call.
+    pub fn conversations(self) -> usize {
+        match self {
+            Write::BatchSpread => 10,
+            _ => 1,
+        }
+    }
+
+    /// The scenario's name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Write::Single => "append_single",
+            Write::Batch => "append_batch_100",
+            Write::BatchSpread => "append_batch_100_over_10",
+        }
+    }
+}
+
+/// Everything an operation needs, shared by the workers.
+pub struct Ctx {
+    /// The workload.
+    pub workload: Arc<Workload>,
+    /// Connected clients (separate HTTP/2 connections), service token, no act-as.
+    pub clients: Vec<Client>,
+    /// The ceiling's pool (same size as the server's).
+    pub pool: Pool,
+    /// Seeds the picks.
+    pub seed: u64,
+    /// Unique per run: keeps client_msg_ids and ceiling keys fresh.
+    pub nonce: String,
+    /// Numbers client_msg_ids.
+    pub ids: std::sync::atomic::AtomicU64,
+}
+
+fn pick<T: Copy>(items: &[T], h: u64) -> T {
+    items[(h % items.len() as u64) as usize]
+}
+
+fn as_user<T>(message: T, user: &str) -> Result<tonic::Request<T>, String> {
+    let mut request = tonic::Request::new(message);
+    let value = MetadataValue::try_from(user).map_err(|e| e.to_string())?;
+    request.metadata_mut().insert("x-roaming-user", value);
+    Ok(request)
+}
+
+fn conv_ref(t: &Target) -> ConversationRef {
+    ConversationRef {
+        r#type: i32::from(t.kind),
+        id: t.view_id.clone(),
+    }
+}
+
+fn status(s: tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
+}
+
+fn db_error(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+const BODY: &[u8] = b"Benchmark message body: a typical chat line of about a hundred bytes, \
+    give or take, in plain text.";
+
+impl Ctx {
+    fn client(&self, w: usize) -> &Client {
+        &self.clients[w % self.clients.len()]
+    }
+
+    fn h(&self, w: usize, i: u64, salt: u64) -> u64 {
+        mix(self.seed ^ ((w as u64) << 40) ^ i ^ (salt << 56))
+    }
+
+    /// A read scenario through the service.
+    pub fn service_read(self: &Arc<Self>, read: Read) -> Op {
+        let ctx = self.clone();
+        Arc::new(move |w, i| {
+            let ctx = ctx.clone();
+            async move { ctx.read_once(read, w, i).await }.boxed()
+        })
+    }
+
+    async fn read_once(&self, read: Read, w: usize, i: u64) -> Result<Done, String> {
+        let wl = &self.workload;
+        let h = self.h(w, i, 1);
+        match read {
+            Read::Page { size, backward } => {
+                let (t, anchor) = pick(&wl.anchors, h);
+                let t = &wl.targets[t as usize];
+                let request = hpb::FetchHistoryRequest {
+                    conversation: Some(conv_ref(t)),
+                    direction: if backward {
+                        hpb::Direction::Backward as i32
+                    } else {
+                        hpb::Direction::Forward as i32
+                    },
+                    start_msg_id: anchor.to_string(),
+                    page_size: size,
+                    max_pages: 1,
+                    ..Default::default()
+                };
+                self.fetch(w, request, &t.reader).await
+            }
+            Read::Stream => {
+                let t = &wl.targets[pick(&wl.stream_targets, h) as usize];
+                let request = hpb::FetchHistoryRequest {
+                    conversation: Some(conv_ref(t)),
+                    direction: hpb::Direction::Backward as i32,
+                    page_size: 50,
+                    max_pages: 100,
+                    ..Default::default()
+                };
+                self.fetch(w, request, &t.reader).await
+            }
+            Read::List { heavy } => {
+                let users = if heavy {
+                    &wl.heavy_users
+                } else {
+                    &wl.light_users
+                };
+                let user = &users[(h % users.len() as u64) as usize];
+                let response = self
+                    .client(w)
+                    .conversations()
+                    .list_conversations(as_user(cpb::ListConversationsRequest::default(), user)?)
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                if response.conversations.is_empty() {
+                    return Err(format!("{user}'s conversation list is empty"));
+                }
+                Ok(Done::items(response.conversations.len() as u64))
+            }
+        }
+    }
+
+    async fn fetch(
+        &self,
+        w: usize,
+        request: hpb::FetchHistoryRequest,
+        reader: &str,
+    ) -> Result<Done, String> {
+        let mut stream = self
+            .client(w)
+            .history()
+            .fetch_history(as_user(request, reader)?)
+            .await
+            .map_err(status)?
+            .into_inner();
+        let mut n = 0u64;
+        while let Some(page) = stream.message().await.map_err(status)? {
+            n += page.messages.len() as u64;
+        }
+        Ok(Done::items(n))
+    }
+
+    /// The ceiling of a read scenario: the statements the store issues, prepared.
+    pub fn ceiling_read(self: &Arc<Self>, read: Read) -> Op {
+        let ctx = self.clone();
+        Arc::new(move |w, i| {
+            let ctx = ctx.clone();
+            async move { ctx.ceiling_once(read, w, i).await }.boxed()
+        })
+    }
+
+    /// A read scenario's statements as the store issues them: the view and anchor lookups
+    /// unprepared (parse, plan and an extra round trip each time), the page prepared.
+    pub fn store_sql_read(self: &Arc<Self>, read: Read) -> Op {
+        let ctx = self.clone();
+        Arc::new(move |w, i| {
+            let ctx = ctx.clone();
+            async move { ctx.sql_read_once(read, w, i, false).await }.boxed()
+        })
+    }
+
+    async fn ceiling_once(&self, read: Read, w: usize, i: u64) -> Result<Done, String> {
+        self.sql_read_once(read, w, i, true).await
+    }
+
+    async fn sql_read_once(
+        &self,
+        read: Read,
+        w: usize,
+        i: u64,
+        prepared: bool,
+    ) -> Result<Done, String> {
+        let wl = &self.workload;
+        let h = self.h(w, i, 1);
+        match read {
+            Read::Page { size, backward } => {
+                let (t, anchor) = pick(&wl.anchors, h);
+                let t = &wl.targets[t as usize];
+                // anchor_seq: one checkout, view + anchor lookup.
+                let seq: i64 = {
+                    let c = self.pool.get().await.map_err(db_error)?;
+                    let row = if prepared {
+                        let view = c.prepare_cached(sql::VIEW).await.map_err(db_error)?;
+                        c.query_opt(&view, &[&t.key, &t.reader])
+                            .await
+                            .map_err(db_error)?;
+                        let anchor_stmt = c.prepare_cached(sql::ANCHOR).await.map_err(db_error)?;
+                        c.query_opt(&anchor_stmt, &[&t.key, &anchor]).await
+                    } else {
+                        c.query_opt(sql::VIEW, &[&t.key, &t.reader])
+                            .await
+                            .map_err(db_error)?;
+                        c.query_opt(sql::ANCHOR, &[&t.key, &anchor]).await
+                    };
+                    row.map_err(db_error)?.ok_or("anchor not found")?.get(0)
+                };
+                self.ceiling_page(t, backward, seq, size, prepared)
+                    .await
+                    .map(|(n, _)| Done::items(n))
+            }
+            Read::Stream => {
+                let t = &wl.targets[pick(&wl.stream_targets, h) as usize];
+                let mut position = i64::MAX;
+                let mut total = 0u64;
+                for _ in 0..100 {
+                    let (n, last) = self.ceiling_page(t, true, position, 50, prepared).await?;
+                    total += n;
+                    match last {
+                        Some(seq) => position = seq,
+                        None => break,
+                    }
+                }
+                Ok(Done::items(total))
+            }
+            Read::List { heavy } => {
+                let users = if heavy {
+                    &wl.heavy_users
+                } else {
+                    &wl.light_users
+                };
+                let user = &users[(h % users.len() as u64) as usize];
+                let c = self.pool.get().await.map_err(db_error)?;
+                let stmt = c.prepare_cached(&sql::list()).await.map_err(db_error)?;
+                let since = now_ms() - 7 * 24 * 3600 * 1000;
+                let kinds: Vec<i16> = vec![1, 2];
+                let rows = c
+                    .query(&stmt, &[user, &kinds, &since, &i64::MAX, &"", &11i64])
+                    .await
+                    .map_err(db_error)?;
+                if rows.is_empty() {
+                    return Err(format!("{user}'s conversation list is empty"));
+                }
+                Ok(Done::items(rows.len().min(10) as u64))
+            }
+        }
+    }
+
+    /// `fetch_page` as the store runs it: one checkout, view, page (limit + 1). Returns the
+    /// rows in the page and, when more follow, the last seq.
+    async fn ceiling_page(
+        &self,
+        t: &Target,
+        backward: bool,
+        after: i64,
+        limit: u32,
+        prepared: bool,
+    ) -> Result<(u64, Option<i64>), String> {
+        let c = self.pool.get().await.map_err(db_error)?;
+        let row = if prepared {
+            let view = c.prepare_cached(sql::VIEW).await.map_err(db_error)?;
+            c.query_opt(&view, &[&t.key, &t.reader]).await
+        } else {
+            c.query_opt(sql::VIEW, &[&t.key, &t.reader]).await
+        };
+        let row = row.map_err(db_error)?.ok_or("no conversation")?;
+        let purged: i64 = row.get(0);
+        let hidden: Option<i64> = row.get(1);
+        let floor = purged.max(hidden.unwrap_or(0));
+        let (lower, upper, order) = if backward {
+            (floor, after, "DESC")
+        } else {
+            (after.max(floor), i64::MAX, "ASC")
+        };
+        let page = c
+            .prepare_cached(&sql::page(order))
+            .await
+            .map_err(db_error)?;
+        let none: Option<i64> = None;
+        let senders: Vec<String> = Vec::new();
+        let kinds: Vec<i16> = Vec::new();
+        let fetch = i64::from(limit) + 1;
+        let rows = c
+            .query(
+                &page,
+                &[
+                    &t.key, &lower, &upper, &none, &none, &senders, &kinds, &t.reader, &fetch,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        let n = rows.len().min(limit as usize);
+        let more = rows.len() > limit as usize;
+        let last = if more && n > 0 {
+            Some(rows[n - 1].get::<_, i64>(1))
+        } else {
+            None
+        };
+        Ok((n as u64, last))
+    }
+
+    fn new_messages(&self, write: Write, w: usize, i: u64) -> Vec<hpb::NewMessage> {
+        let wl = &self.workload;
+        let per_conv = write.batch() / write.conversations();
+        let mut out = Vec::with_capacity(write.batch());
+        for c in 0..write.conversations() {
+            let t = &wl.targets[pick(&wl.peers, self.h(w, i, 2 + c as u64)) as usize];
+            for k in 0..per_conv {
+                // Alternate the sender between the two participants.
+                let (sender, recipient) = if k % 2 == 0 {
+                    (&t.reader, &t.view_id)
+                } else {
+                    (&t.view_id, &t.reader)
+                };
+                out.push(hpb::NewMessage {
+                    conversation_type: roaming_client::proto::common::v1::ConversationType::Peer
+                        as i32,
+                    sender: sender.clone(),
+                    recipient: recipient.clone(),
+                    r#type: roaming_client::proto::common::v1::MessageType::Text as i32,
+                    body: BODY.to_vec(),
+                    attributes: Default::default(),
+                    client_msg_id: format!(
+                        "{}-{}",
+                        self.nonce,
+                        self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    /// A write scenario through the service.
+    pub fn service_write(self: &Arc<Self>, write: Write) -> Op {
+        let ctx = self.clone();
+        Arc::new(move |w, i| {
+            let ctx = ctx.clone();
+            async move { ctx.append_once(write, w, i).await }.boxed()
+        })
+    }
+
+    async fn append_once(&self, write: Write, w: usize, i: u64) -> Result<Done, String> {
+        let messages = self.new_messages(write, w, i);
+        let n = messages.len();
+        let response = self
+            .client(w)
+            .history()
+            .append_messages(hpb::AppendMessagesRequest { messages })
+            .await
+            .map_err(status)?
+            .into_inner();
+        if response.results.len() != n || response.results.iter().any(|r| r.duplicate) {
+            return Err("unexpected append results".into());
+        }
+        Ok(Done::items(n as u64))
+    }
+
+    /// The store's append transaction issued directly (prepared): what the service could
+    /// reach with this SQL if nothing else cost anything.
+    pub fn store_sql_write(self: &Arc<Self>, write: Write) -> Op {
+        let ctx = self.clone();
+        Arc::new(move |w, i| {
+            let ctx = ctx.clone();
+            async move { ctx.store_sql_append(write, w, i).await }.boxed()
+        })
+    }
+
+    async fn store_sql_append(&self, write: Write, w: usize, i: u64) -> Result<Done, String> {
+        let messages = self.new_messages(write, w, i);
+        let mut by_key: std::collections::BTreeMap<String, Vec<&hpb::NewMessage>> =
+            Default::default();
+        for m in &messages {
+            let (lo, hi) = if m.sender <= m.recipient {
+                (&m.sender, &m.recipient)
+            } else {
+                (&m.recipient, &m.sender)
+            };
+            by_key.entry(format!("p:{lo}:{hi}")).or_default().push(m);
+        }
+        let mut c = self.pool.get().await.map_err(db_error)?;
+        let tx = c.transaction().await.map_err(db_error)?;
+        let lock = tx.prepare_cached(sql::LOCK).await.map_err(db_error)?;
+        let existing = tx
+            .prepare_cached(&sql::existing())
+            .await
+            .map_err(db_error)?;
+        let insert = tx
+            .prepare_cached(sql::BUMP_INSERT)
+            .await
+            .map_err(db_error)?;
+        let now = now_ms();
+        for (key, ms) in &by_key {
+            let row = tx.query_one(&lock, &[key]).await.map_err(db_error)?;
+            let (last_seq, last_time): (i64, i64) = (row.get(0), row.get(1));
+            let senders: Vec<&str> = ms.iter().map(|m| m.sender.as_str()).collect();
+            let recipients: Vec<&str> = ms.iter().map(|m| m.recipient.as_str()).collect();
+            let ids: Vec<&str> = ms.iter().map(|m| m.client_msg_id.as_str()).collect();
+            tx.query(&existing, &[key, &senders, &ids])
+                .await
+                .map_err(db_error)?;
+            let n = ms.len() as i64;
+            let seqs: Vec<i64> = (1..=n).map(|k| last_seq + k).collect();
+            let kinds: Vec<i16> = vec![1; ms.len()];
+            let bodies: Vec<&[u8]> = ms.iter().map(|m| m.body.as_slice()).collect();
+            let attrs: Vec<serde_json::Value> = vec![serde_json::json!({}); ms.len()];
+            let time = now.max(last_time);
+            tx.query(
+                &insert,
+                &[
+                    key,
+                    &(last_seq + n),
+                    &time,
+                    &seqs,
+                    &senders,
+                    &recipients,
+                    &kinds,
+                    &bodies,
+                    &attrs,
+                    &ids,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(Done::items(messages.len() as u64))
+    }
+
+    /// The raw INSERT ceiling: one INSERT statement per call in autocommit (one row, or the
+    /// batch's rows in one statement), into conversations of the ceiling's own that no lock
+    /// or duplicate check touches. `touched` collects (key, last seq, last time) so the
+    /// conversations rows can be written afterwards (the invariants hold at the end).
+    pub fn raw_insert(
+        self: &Arc<Self>,
+        write: Write,
+        cell: u32,
+        touched: Arc<Mutex<Touched>>,
+    ) -> Op {
+        let ctx = self.clone();
+        let next_seq: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+        Arc::new(move |w, i| {
+            let ctx = ctx.clone();
+            let next_seq = next_seq.clone();
+            let touched = touched.clone();
+            async move {
+                let n = write.batch();
+                let convs = write.conversations();
+                let per_conv = n / convs;
+                let c = ctx.pool.get().await.map_err(db_error)?;
+                let now = now_ms();
+                let attrs = serde_json::json!({});
+                for k in 0..convs {
+                    // One conversation per (worker, slot): no two workers write one key.
+                    let a = format!("zc{}c{cell}w{w}s{k}a", ctx.nonce);
+                    let b = format!("zc{}c{cell}w{w}s{k}b", ctx.nonce);
+                    let key = format!("p:{a}:{b}");
+                    let first = {
+                        let mut seqs = next_seq.lock().unwrap_or_else(|p| p.into_inner());
+                        let s = seqs.entry(key.clone()).or_insert(0);
+                        let first = *s + 1;
+                        *s += per_conv as i64;
+                        first
+                    };
+                    if write == Write::Single {
+                        let stmt = c.prepare_cached(sql::RAW_INSERT).await.map_err(db_error)?;
+                        let id = format!("{}-raw-{w}-{i}", ctx.nonce);
+                        c.execute(
+                            &stmt,
+                            &[&key, &first, &a, &b, &1i16, &BODY, &attrs, &id, &now],
+                        )
+                        .await
+                        .map_err(db_error)?;
+                    } else {
+                        let stmt = c
+                            .prepare_cached(sql::RAW_INSERT_MANY)
+                            .await
+                            .map_err(db_error)?;
+                        let seqs: Vec<i64> = (0..per_conv as i64).map(|s| first + s).collect();
+                        let senders: Vec<&str> = (0..per_conv)
+                            .map(|s| if s % 2 == 0 { a.as_str() } else { b.as_str() })
+                            .collect();
+                        let recipients: Vec<&str> = (0..per_conv)
+                            .map(|s| if s % 2 == 0 { b.as_str() } else { a.as_str() })
+                            .collect();
+                        let kinds = vec![1i16; per_conv];
+                        let bodies = vec![BODY; per_conv];
+                        let all_attrs = vec![attrs.clone(); per_conv];
+                        let ids: Vec<String> = (0..per_conv)
+                            .map(|s| format!("{}-raw-{w}-{i}-{k}-{s}", ctx.nonce))
+                            .collect();
+                        c.execute(
+                            &stmt,
+                            &[
+                                &key,
+                                &now,
+                                &seqs,
+                                &senders,
+                                &recipients,
+                                &kinds,
+                                &bodies,
+                                &all_attrs,
+                                &ids,
+                            ],
+                        )
+                        .await
+                        .map_err(db_error)?;
+                    }
+                    let last = first + per_conv as i64 - 1;
+                    let mut t = touched.lock().unwrap_or_else(|p| p.into_inner());
+                    let e = t.entry(key).or_insert((a, b, 0, 0));
+                    e.2 = e.2.max(last);
+                    e.3 = e.3.max(now);
+                }
+                Ok(Done::items(n as u64))
+            }
+            .boxed()
+        })
+    }
+
+    /// The mixed workload: 50 % open a conversation (newest page of 20), 20 % scroll (a page
+    /// of 50 from a random anchor), 10 % conversation list (10 conversations), 20 % append.
+    pub fn mixed(self: &Arc<Self>) -> Op {
+        let ctx = self.clone();
+        Arc::new(move |w, i| {
+            let ctx = ctx.clone();
+            async move {
+                let h = ctx.h(w, i, 9);
+                match h % 10 {
+                    0..=4 => {
+                        let wl = &ctx.workload;
+                        let t = &wl.targets[(ctx.h(w, i, 10) % wl.targets.len() as u64) as usize];
+                        let request = hpb::FetchHistoryRequest {
+                            conversation: Some(conv_ref(t)),
+                            direction: hpb::Direction::Backward as i32,
+                            page_size: 20,
+                            max_pages: 1,
+                            ..Default::default()
+                        };
+                        ctx.fetch(w, request, &t.reader).await.map(|d| Done {
+                            items: d.items,
+                            label: "open_newest_page_20",
+                        })
+                    }
+                    5..=6 => ctx
+                        .read_once(
+                            Read::Page {
+                                size: 50,
+                                backward: true,
+                            },
+                            w,
+                            i,
+                        )
+                        .await
+                        .map(|d| Done {
+                            items: d.items,
+                            label: "scroll_page_50",
+                        }),
+                    7 => ctx
+                        .read_once(Read::List { heavy: false }, w, i)
+                        .await
+                        .map(|d| Done {
+                            items: d.items,
+                            label: "list_10",
+                        }),
+                    _ => ctx.append_once(Write::Single, w, i).await.map(|d| Done {
+                        items: d.items,
+                        label: "append_single",
+                    }),
+                }
+            }
+            .boxed()
+        })
+    }
+}
+
+/// Ceiling conversations written by the raw INSERT ceiling: key → (a, b, last seq, last time).
+pub type Touched = HashMap<String, (String, String, i64, i64)>;
+
+/// Writes the `conversations` and `user_conversations` rows of the raw INSERT ceiling's
+/// conversations, so the database's invariants hold again.
+pub async fn settle_touched(db: &tokio_postgres::Client, touched: &Touched) -> anyhow::Result<()> {
+    let keys: Vec<&str> = touched.keys().map(String::as_str).collect();
+    let seqs: Vec<i64> = touched.values().map(|v| v.2).collect();
+    let times: Vec<i64> = touched.values().map(|v| v.3).collect();
+    db.execute(
+        "INSERT INTO conversations (conv_key, kind, last_seq, last_time_ms) \
+         SELECT k, 1, s, t FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(k, s, t) \
+         ON CONFLICT (conv_key) DO UPDATE SET last_seq = excluded.last_seq, \
+             last_time_ms = excluded.last_time_ms",
+        &[&keys, &seqs, &times],
+    )
+    .await?;
+    let mut uc_keys = Vec::new();
+    let mut uc_users = Vec::new();
+    for (k, (a, b, _, _)) in touched {
+        for u in [a, b] {
+            uc_keys.push(k.as_str());
+            uc_users.push(u.as_str());
+        }
+    }
+    db.execute(
+        "INSERT INTO user_conversations (conv_key, user_id, kind) \
+         SELECT k, u, 1 FROM unnest($1::text[], $2::text[]) AS x(k, u) ON CONFLICT DO NOTHING",
+        &[&uc_keys, &uc_users],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Wall time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

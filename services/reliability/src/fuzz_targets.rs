@@ -1,0 +1,154 @@
+//! The bodies of the fuzz targets in `fuzz/` (cargo-fuzz), shared with the corpus replay in
+//! `tests/it/input.rs` so that the committed corpus runs in every `cargo test`.
+//!
+//! Each target takes arbitrary bytes, runs them through the services' own cursor decoding or
+//! request validation (`roaming_history::fuzzing`, `roaming_conversation::fuzzing`), and
+//! panics only when an invariant breaks: a refusal must be `INVALID_ARGUMENT` naming one of
+//! the request's fields, never another code, and nothing may panic on the way.
+
+use prost::Message as _;
+use roaming_proto::conversation::v1 as cpb;
+use roaming_proto::history::v1 as hpb;
+use roaming_runtime::{Caller, CursorSealer};
+use roaming_store::{Limits, UserId};
+use tonic::{Code, Status};
+
+/// A target's body.
+pub type Target = fn(&[u8]);
+
+/// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and corpus folder.
+pub const TARGETS: [(&str, Target); 5] = [
+    ("history_cursor", history_cursor),
+    ("list_cursor", list_cursor),
+    ("fetch_request", fetch_request),
+    ("append_request", append_request),
+    ("list_request", list_request),
+];
+
+/// The cursor key the targets use.
+pub fn sealer() -> CursorSealer {
+    CursorSealer::derive(b"roaming fuzz cursor key")
+}
+
+fn user() -> Caller {
+    Caller {
+        subject: "alice".into(),
+        is_service: false,
+        act_as: Some(UserId::parse("sub", "alice").expect("valid id")),
+    }
+}
+
+fn service() -> Caller {
+    Caller {
+        subject: "gateway".into(),
+        is_service: true,
+        act_as: None,
+    }
+}
+
+/// `result` is OK, or INVALID_ARGUMENT whose message starts with one of `fields`.
+#[track_caller]
+pub fn assert_ok_or_names(result: Result<(), Status>, fields: &[&str], what: &str) {
+    if let Err(status) = result {
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{what}: refused with {status:?}"
+        );
+        assert!(
+            fields.iter().any(|f| status.message().starts_with(f)),
+            "{what}: {:?} names none of {fields:?}",
+            status.message()
+        );
+    }
+}
+
+/// A history cursor from arbitrary text, and from an arbitrary payload under a valid MAC.
+pub fn history_cursor(data: &[u8]) {
+    let sealer = sealer();
+    let text = String::from_utf8_lossy(data);
+    let r = roaming_history::fuzzing::open_cursor(&sealer, &text);
+    assert!(
+        r.is_err() || text.is_empty() || sealer.open(&text).is_some(),
+        "an unsealed history cursor opened"
+    );
+    assert_ok_or_names(r, &["cursor"], "history cursor text");
+    let sealed = sealer.seal(data);
+    assert_ok_or_names(
+        roaming_history::fuzzing::open_cursor(&sealer, &sealed),
+        &["cursor"],
+        "history cursor payload",
+    );
+}
+
+/// A list cursor from arbitrary text, and from an arbitrary payload under a valid MAC.
+pub fn list_cursor(data: &[u8]) {
+    let sealer = sealer();
+    let text = String::from_utf8_lossy(data);
+    let r = roaming_conversation::fuzzing::open_cursor(&sealer, &text);
+    assert!(
+        r.is_err() || sealer.open(&text).is_some(),
+        "an unsealed list cursor opened"
+    );
+    assert_ok_or_names(r, &["cursor"], "list cursor text");
+    let sealed = sealer.seal(data);
+    assert_ok_or_names(
+        roaming_conversation::fuzzing::open_cursor(&sealer, &sealed),
+        &["cursor"],
+        "list cursor payload",
+    );
+}
+
+/// FetchHistory from arbitrary protobuf bytes (what the transport would hand the handler).
+pub fn fetch_request(data: &[u8]) {
+    let Ok(req) = hpb::FetchHistoryRequest::decode(data) else {
+        return;
+    };
+    let fields = [
+        "conversation",
+        "direction",
+        "page_size",
+        "max_pages",
+        "start_time_ms",
+        "end_time_ms",
+        "senders",
+        "types",
+        "start_msg_id",
+        "cursor",
+    ];
+    let r = roaming_history::fuzzing::validate_fetch(req, &user(), &Limits::default(), &sealer());
+    assert_ok_or_names(r, &fields, "FetchHistoryRequest");
+}
+
+/// AppendMessages from arbitrary protobuf bytes.
+pub fn append_request(data: &[u8]) {
+    let Ok(req) = hpb::AppendMessagesRequest::decode(data) else {
+        return;
+    };
+    let r = roaming_history::fuzzing::validate_append(req, &service(), &Limits::default());
+    assert_ok_or_names(r, &["messages"], "AppendMessagesRequest");
+}
+
+/// ListConversations from arbitrary protobuf bytes.
+pub fn list_request(data: &[u8]) {
+    let Ok(req) = cpb::ListConversationsRequest::decode(data) else {
+        return;
+    };
+    let defaults = roaming_conversation::ListSettings {
+        page_size: 10,
+        window_ms: 7 * 24 * 3600 * 1000,
+    };
+    let r = roaming_conversation::fuzzing::validate_list(
+        &req,
+        &user(),
+        defaults,
+        &Limits::default(),
+        &sealer(),
+        1_800_000_000_000,
+    );
+    assert_ok_or_names(
+        r,
+        &["page_size", "active_since_ms", "types", "cursor"],
+        "ListConversationsRequest",
+    );
+}

@@ -1,0 +1,104 @@
+//! Every statement the store runs per request, in one place: the store prepares these, and
+//! the bench tool issues the very same text directly to PostgreSQL as its ceiling.
+
+use std::sync::LazyLock;
+
+/// Columns every message query selects, in the order `message_from_row` reads them.
+pub const MESSAGE_COLUMNS: &str = "m.msg_id, m.seq, m.sender, m.recipient, m.msg_type, \
+     m.body, m.attributes, m.server_time_ms, m.client_msg_id";
+
+/// Access check and watermarks of `$2` in conversation `$1`.
+pub const VIEW: &str = "SELECT c.purged_through_seq, uc.hidden_through_seq, uc.is_member \
+     FROM conversations c LEFT JOIN user_conversations uc \
+       ON uc.conv_key = c.conv_key AND uc.user_id = $2 \
+     WHERE c.conv_key = $1";
+
+/// The seq of message `$2` in conversation `$1`.
+pub const ANCHOR: &str = "SELECT seq FROM messages WHERE conv_key = $1 AND msg_id = $2";
+
+fn page(order: &str) -> String {
+    // `OFFSET 0` fences the tombstone probe so it stays one index lookup per row.
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m \
+         WHERE m.conv_key = $1 AND m.seq > $2 AND m.seq < $3 \
+           AND ($4::bigint IS NULL OR m.server_time_ms >= $4) \
+           AND ($5::bigint IS NULL OR m.server_time_ms <= $5) \
+           AND (cardinality($6::text[]) = 0 OR m.sender = ANY($6)) \
+           AND (cardinality($7::smallint[]) = 0 OR m.msg_type = ANY($7)) \
+           AND NOT EXISTS (SELECT 1 FROM tombstones t \
+               WHERE t.conv_key = m.conv_key AND t.user_id = $8 AND t.seq = m.seq OFFSET 0) \
+         ORDER BY m.seq {order} LIMIT $9"
+    )
+}
+
+/// A history page, oldest first: conversation `$1`, `$2 < seq < $3`, optional time range
+/// `$4..=$5`, senders `$6`, kinds `$7`, reader `$8` (tombstones), limit `$9`.
+pub static PAGE_FORWARD: LazyLock<String> = LazyLock::new(|| page("ASC"));
+/// A history page, newest first (parameters as [`PAGE_FORWARD`]).
+pub static PAGE_BACKWARD: LazyLock<String> = LazyLock::new(|| page("DESC"));
+
+/// A conversation-list page of user `$1`: kinds `$2`, active since `$3`, keyset after
+/// `($4, $5)`, limit `$6`.
+///
+/// Shape (measured in services/bench/docs/results.md): first the caller's candidates,
+/// sorted by the keyset (`OFFSET 0` fences keep the planner from looking up every candidate's
+/// newest message before sorting, or from scanning all conversations); then, only for rows
+/// the LIMIT reaches, the newest visible message, walking the primary key backwards. The
+/// tombstone probe is fenced too, so it is an index probe per row.
+pub static LIST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT s.conv_key, s.kind, s.last_time_ms, {MESSAGE_COLUMNS}
+         FROM (
+             SELECT c.conv_key, c.kind, c.last_time_ms, uc.user_id,
+                    greatest(uc.hidden_through_seq, c.purged_through_seq) AS floor
+             FROM user_conversations uc
+             CROSS JOIN LATERAL (SELECT * FROM conversations c
+                                 WHERE c.conv_key = uc.conv_key OFFSET 0) c
+             WHERE uc.user_id = $1 AND uc.is_member AND uc.kind = ANY($2)
+               AND c.last_time_ms >= $3
+               AND c.last_seq > greatest(uc.removed_through_seq, uc.hidden_through_seq,
+                                         c.purged_through_seq, c.cleared_through_seq)
+               AND (c.last_time_ms, c.conv_key) < ($4, $5)
+             ORDER BY c.last_time_ms DESC, c.conv_key DESC
+             OFFSET 0) s
+         CROSS JOIN LATERAL (
+             SELECT * FROM messages m
+             WHERE m.conv_key = s.conv_key AND m.seq > s.floor
+               AND NOT EXISTS (SELECT 1 FROM tombstones t
+                   WHERE t.conv_key = m.conv_key AND t.user_id = s.user_id AND t.seq = m.seq
+                   OFFSET 0)
+             ORDER BY m.seq DESC LIMIT 1) m
+         ORDER BY s.last_time_ms DESC, s.conv_key DESC
+         LIMIT $6"
+    )
+});
+
+/// Append: which of senders `$2` are members of conversation `$1`.
+pub const MEMBERS: &str = "SELECT user_id FROM user_conversations \
+     WHERE conv_key = $1 AND user_id = ANY($2) AND is_member";
+
+/// Append: lock conversation `$1`'s row, reading its last seq and time.
+pub const LOCK: &str =
+    "SELECT last_seq, last_time_ms FROM conversations WHERE conv_key = $1 FOR UPDATE";
+
+/// Append: messages of conversation `$1` already stored for (sender, client_msg_id) pairs
+/// `($2[i], $3[i])`.
+pub static EXISTING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conv_key = $1 \
+         AND (m.sender, m.client_msg_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))"
+    )
+});
+
+/// Append: bump conversation `$1` to last seq `$2` and time `$3`, and insert the rows
+/// (seqs `$4`, senders `$5`, recipients `$6`, kinds `$7`, bodies `$8`, attributes `$9`,
+/// client ids `$10`).
+pub const BUMP_INSERT: &str = "WITH bump AS (
+         UPDATE conversations SET last_seq = $2, last_time_ms = $3 WHERE conv_key = $1
+     )
+     INSERT INTO messages (conv_key, seq, sender, recipient, msg_type, body,
+                           attributes, client_msg_id, server_time_ms)
+     SELECT $1, s, snd, rcp, k, b, a, c, $3
+     FROM unnest($4::bigint[], $5::text[], $6::text[], $7::smallint[], $8::bytea[],
+                 $9::jsonb[], $10::text[]) AS t(s, snd, rcp, k, b, a, c)
+     RETURNING seq, msg_id";
