@@ -136,7 +136,7 @@ impl Workload {
 /// The SQL of each scenario: the store's own statements (so the ceiling is always what the
 /// service runs), plus the raw INSERT ceilings.
 pub mod sql {
-    pub use roaming_store::sql::{ANCHOR, BUMP_INSERT, LOCK, VIEW};
+    pub use roaming_store::sql::{ANCHOR, APPEND_ONE, BUMP_INSERT, LOCK, VIEW};
 
     /// `Store::fetch_page`, for `order` `ASC` or `DESC`.
     pub fn page(order: &str) -> String {
@@ -582,8 +582,9 @@ impl Ctx {
         Ok(Done::items(n as u64))
     }
 
-    /// The store's append transaction issued directly (prepared): what the service could
-    /// reach with this SQL if nothing else cost anything.
+    /// The store's append SQL issued directly (prepared): the one-statement path for a single
+    /// message, the transaction for a batch; what the service could reach with this SQL if
+    /// nothing else cost anything.
     pub fn store_sql_write(self: &Arc<Self>, write: Write) -> Op {
         let ctx = self.clone();
         Arc::new(move |w, i| {
@@ -605,6 +606,28 @@ impl Ctx {
             by_key.entry(format!("p:{lo}:{hi}")).or_default().push(m);
         }
         let mut c = self.pool.get().await.map_err(db_error)?;
+        if let ([m], Some(key)) = (messages.as_slice(), by_key.keys().next()) {
+            // The store's one-statement path for a single message.
+            let stmt = c.prepare_cached(sql::APPEND_ONE).await.map_err(db_error)?;
+            let attrs = serde_json::json!({});
+            c.query_one(
+                &stmt,
+                &[
+                    key,
+                    &now_ms(),
+                    &true,
+                    &m.sender,
+                    &m.recipient,
+                    &1i16,
+                    &m.body.as_slice(),
+                    &attrs,
+                    &m.client_msg_id,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+            return Ok(Done::items(1));
+        }
         let tx = c.transaction().await.map_err(db_error)?;
         let lock = tx.prepare_cached(sql::LOCK).await.map_err(db_error)?;
         let existing = tx

@@ -102,3 +102,20 @@ pub const BUMP_INSERT: &str = "WITH bump AS (
      FROM unnest($4::bigint[], $5::text[], $6::text[], $7::smallint[], $8::bytea[],
                  $9::jsonb[], $10::text[]) AS t(s, snd, rcp, k, b, a, c)
      RETURNING seq, msg_id";
+
+/// Append one message to existing conversation `$1` at time `$2` in one statement: when it
+/// is a PEER conversation (`$3`) or sender `$4` is a member, bump the seq under the row lock
+/// and insert (recipient `$5`, kind `$6`, body `$7`, attributes `$8`, client id `$9`).
+/// Returns `(seq, msg_id, server_time_ms)`, or no row when nothing was written.
+pub const APPEND_ONE: &str = "WITH bump AS (
+         UPDATE conversations SET last_seq = last_seq + 1,
+                                  last_time_ms = greatest(last_time_ms, $2)
+         WHERE conv_key = $1
+           AND ($3 OR EXISTS (SELECT 1 FROM user_conversations
+                              WHERE conv_key = $1 AND user_id = $4 AND is_member))
+         RETURNING last_seq, last_time_ms
+     )
+     INSERT INTO messages (conv_key, seq, sender, recipient, msg_type, body,
+                           attributes, client_msg_id, server_time_ms)
+     SELECT $1, last_seq, $4, $5, $6, $7, $8, $9, last_time_ms FROM bump
+     RETURNING seq, msg_id, server_time_ms";
