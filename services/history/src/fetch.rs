@@ -5,55 +5,81 @@ use crate::requests::FetchPlan;
 use futures::Stream;
 use roaming_proto::history::v1 as pb;
 use roaming_runtime::{ApiError, CursorSealer, convert};
-use roaming_store::{Page, PageQuery, Store, UserId};
+use roaming_store::{Conversation, Page, PageQuery, Store, UserId};
 use tokio::sync::watch;
 use tonic::Status;
 
-/// Everything the stream needs between pages.
+/// Everything the stream needs between pages. The query and the cursor are built once;
+/// each page only moves their position.
 pub(crate) struct Pager {
-    pub store: Store,
-    pub sealer: CursorSealer,
-    pub user: UserId,
-    pub plan: FetchPlan,
-    /// Exclusive position of the next page.
-    pub position: i64,
-    pub pages_sent: u32,
-    pub shutdown: watch::Receiver<bool>,
+    store: Store,
+    sealer: CursorSealer,
+    user: UserId,
+    conversation: Conversation,
+    query: PageQuery,
+    /// The next page's cursor fields; `position` is the last seq handed out.
+    cursor: HistoryCursor,
+    max_pages: u32,
+    pages_sent: u32,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Pager {
-    /// Reads the next page and turns it into a response; `None` once the stream is done.
-    pub async fn next_page(&mut self) -> Result<(pb::FetchHistoryResponse, bool), ApiError> {
-        let query = PageQuery {
-            direction: self.plan.direction,
-            after_seq: self.position,
-            limit: self.plan.page_size,
-            start_time_ms: self.plan.start_time_ms,
-            end_time_ms: self.plan.end_time_ms,
-            senders: self.plan.senders.clone(),
-            kinds: self.plan.kinds.clone(),
+    /// A pager over `plan` for `user`, starting after the exclusive `position`.
+    pub fn new(
+        store: Store,
+        sealer: CursorSealer,
+        user: UserId,
+        plan: FetchPlan,
+        position: i64,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let cursor = HistoryCursor {
+            direction: plan.direction,
+            conversation: HistoryCursor::conversation_fingerprint(&plan.conversation.key()),
+            filters: plan.filters,
+            position,
         };
+        let query = PageQuery {
+            direction: plan.direction,
+            after_seq: position,
+            limit: plan.page_size,
+            start_time_ms: plan.start_time_ms,
+            end_time_ms: plan.end_time_ms,
+            senders: plan.senders,
+            kinds: plan.kinds,
+        };
+        Self {
+            store,
+            sealer,
+            user,
+            conversation: plan.conversation,
+            query,
+            cursor,
+            max_pages: plan.max_pages,
+            pages_sent: 0,
+            shutdown,
+        }
+    }
+
+    /// Reads the next page and turns it into a response; the bool says the stream is done.
+    pub async fn next_page(&mut self) -> Result<(pb::FetchHistoryResponse, bool), ApiError> {
         let Page { messages, is_end } = self
             .store
-            .fetch_page(&self.user, &self.plan.conversation, &query)
+            .fetch_page(&self.user, &self.conversation, &self.query)
             .await?;
         if let Some(last) = messages.last() {
-            self.position = last.seq;
+            self.query.after_seq = last.seq;
+            self.cursor.position = last.seq;
         }
         self.pages_sent += 1;
-        let cursor = HistoryCursor {
-            direction: self.plan.direction,
-            conversation: HistoryCursor::conversation_fingerprint(&self.plan.conversation.key()),
-            filters: self.plan.filters,
-            position: self.position,
-        };
-        let done = is_end || self.pages_sent >= self.plan.max_pages;
+        let done = is_end || self.pages_sent >= self.max_pages;
         let response = pb::FetchHistoryResponse {
             messages: messages
                 .into_iter()
                 .map(|m| convert::message(m, &self.user))
                 .collect(),
-            next_cursor: cursor.seal(&self.sealer),
+            next_cursor: self.cursor.seal(&self.sealer),
             is_end,
         };
         Ok((response, done))

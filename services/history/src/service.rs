@@ -94,15 +94,14 @@ impl HistoryApi for HistoryService {
                 .await
                 .map_err(ApiError::from)?,
         };
-        let mut pager = Pager {
-            store: self.store.clone(),
-            sealer: self.sealer.clone(),
+        let mut pager = Pager::new(
+            self.store.clone(),
+            self.sealer.clone(),
             user,
             plan,
             position,
-            pages_sent: 0,
-            shutdown: self.shutdown.clone(),
-        };
+            self.shutdown.clone(),
+        );
         // The first page is read before answering, so access and anchor errors are the
         // call's status rather than a failed first message.
         let (first, done) = pager.next_page().await?;

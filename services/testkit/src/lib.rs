@@ -178,6 +178,22 @@ impl TestApp {
             .await
     }
 
+    /// The `grpc.health.v1` status of `service` ("" for the whole server), asked without a
+    /// token over a fresh connection.
+    pub async fn health(&self, service: &str) -> Result<i32, tonic::Status> {
+        let channel = tonic::transport::Endpoint::from_shared(self.endpoint.clone())
+            .expect("a valid endpoint")
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+    }
+
     /// A direct SQL connection to this test's database.
     pub async fn sql(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)

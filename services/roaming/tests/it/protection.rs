@@ -127,16 +127,7 @@ async fn calls_beyond_the_concurrency_limit_are_refused_at_once_and_health_still
         "refused quickly"
     );
 
-    let channel = tonic::transport::Endpoint::from_shared(app.endpoint.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let health = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
-        })
-        .await;
+    let health = app.health("").await;
     assert!(health.is_ok(), "health is exempt from the limit");
 
     drop(held);

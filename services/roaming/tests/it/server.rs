@@ -9,17 +9,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 async fn health(app: &TestApp, service: &str) -> Result<i32, tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(app.endpoint.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await
-        .map(|r| r.into_inner().status)
+    app.health(service).await
 }
 
 #[tokio::test]
