@@ -1,17 +1,17 @@
 //! The server under test runs in a child process: this same binary re-executed with the
-//! hidden `serve` subcommand, which opens the store and calls `roaming::serve` on
-//! `127.0.0.1:0` exactly as `roaming serve` does. A separate process keeps the server's CPU
+//! hidden `serve` subcommand, which builds the server from `roaming serve`'s own default
+//! configuration (`App::from_config`) and serves it on `127.0.0.1:0`. A separate process keeps the server's CPU
 //! time and RSS (read from `/proc/<pid>`) apart from the load generator's.
 //!
 //! The child prints `listening <addr>` on stdout once it accepts connections, and stops when
 //! its stdin closes (the parent exits or drops it), so it never outlives the bench.
 
 use anyhow::{Context as _, bail};
-use roaming::config::ServiceName;
-use roaming_runtime::{Authenticator, CursorSealer};
+use roaming::App;
+use roaming::config::ServeConfig;
+use roaming_runtime::guard::GuardSettings;
 use roaming_store::db::PoolSettings;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use tokio::process::{Child, Command};
@@ -20,50 +20,33 @@ use tokio::process::{Child, Command};
 /// line, where `ps` would show it).
 pub const SECRET_ENV: &str = "ROAMING_BENCH_JWT_SECRET";
 
-/// The hidden `serve` subcommand's settings.
+/// The hidden `serve` subcommand's settings: the few the bench varies; everything else is
+/// `roaming serve`'s default.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// The database to serve.
     #[arg(long)]
     pub database_url: String,
     /// Database connections of the server's pool.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = PoolSettings::DEFAULT.max_size)]
     pub pool_size: usize,
     /// Most calls in progress at once.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = GuardSettings::DEFAULT.max_concurrent_calls)]
     pub max_concurrent_calls: usize,
 }
 
 /// Runs the server in this (child) process until stdin closes.
 pub async fn serve_child(args: ServeArgs) -> anyhow::Result<()> {
-    let secret = std::env::var(SECRET_ENV).context("the bench passes the secret")?;
-    let pool = PoolSettings {
-        max_size: args.pool_size,
-        ..PoolSettings::default()
-    };
-    let store = roaming::open_store(&args.database_url, &pool).await?;
+    let mut config = ServeConfig::defaults();
+    config.keys.jwt_secret =
+        Some(std::env::var(SECRET_ENV).context("the bench passes the secret")?);
+    config.database.database_url = args.database_url;
+    config.pool.pool_size = args.pool_size;
+    config.protection.max_concurrent_calls = args.max_concurrent_calls;
+    config.drain_timeout = Duration::from_secs(2).into();
+    let app = App::from_config(config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = roaming::App {
-        store,
-        auth: Arc::new(Authenticator::from_settings(Some(&secret), None)?),
-        sealer: CursorSealer::derive(secret.as_bytes()),
-        clock: Arc::new(roaming_store::SystemClock),
-        services: vec![ServiceName::History, ServiceName::Conversation],
-        limits: roaming_store::Limits::default(),
-        list: roaming_conversation::ListSettings {
-            page_size: roaming::config::DEFAULT_CONVERSATION_PAGE_SIZE,
-            window_ms: 7 * 24 * 3600 * 1000,
-        },
-        drain_timeout: Duration::from_secs(2),
-        guard: roaming_runtime::guard::GuardSettings {
-            max_concurrent_calls: args.max_concurrent_calls,
-            request_timeout: Duration::from_secs(30),
-        },
-        max_message_bytes: 16 * 1024 * 1024,
-        max_connection_age: None,
-        keepalive_interval: Duration::from_secs(30),
-    };
     println!("listening {addr}");
     let stdin_closed = async {
         let mut stdin = tokio::io::stdin();

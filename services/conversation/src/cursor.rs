@@ -1,11 +1,14 @@
-//! Conversation-list cursors: a keyset position `(last_activity_ms, conversation)` plus the
-//! window and kinds of the first page, so that every page of one listing uses the same ones.
+//! Conversation-list cursors, all of their logic: a keyset position `(last_activity_ms,
+//! conversation)` plus the window and kinds of the first page, so that every page of one
+//! listing uses the same ones, and the checks that refuse a cursor made for another listing.
 
+use roaming_domain::ConversationKind;
+use roaming_runtime::cursor::fingerprint;
 use roaming_runtime::{ApiError, CursorSealer};
 
 const VERSION: u8 = 2;
 
-/// What a list cursor carries.
+/// A list cursor's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ListCursor {
     /// Fingerprint of the requested kinds.
@@ -15,6 +18,13 @@ pub(crate) struct ListCursor {
     /// Last entry handed out: its activity time and storage key.
     pub last_activity_ms: i64,
     pub key: String,
+}
+
+/// The fingerprint of a listing's kinds (in any order).
+pub(crate) fn kinds_fingerprint(kinds: &[ConversationKind]) -> [u8; 8] {
+    let mut numbers: Vec<u8> = kinds.iter().map(|k| k.as_i16() as u8).collect();
+    numbers.sort_unstable();
+    fingerprint(&[b"kinds", &numbers])
 }
 
 impl ListCursor {
@@ -47,4 +57,31 @@ impl ListCursor {
             key: String::from_utf8(p[25..].to_vec()).map_err(|_| bad())?,
         })
     }
+
+    /// Opens `text` for a listing of `kinds` whose request said `active_since_ms` (0: none),
+    /// refusing a cursor made for other kinds or another window.
+    pub fn resume(
+        sealer: &CursorSealer,
+        text: &str,
+        kinds: [u8; 8],
+        active_since_ms: i64,
+    ) -> Result<Self, ApiError> {
+        let cursor = Self::open(sealer, text)?;
+        if cursor.kinds != kinds {
+            return Err(ApiError::invalid("cursor", "was made for other types"));
+        }
+        if active_since_ms != 0 && active_since_ms != cursor.active_since_ms {
+            return Err(ApiError::invalid(
+                "cursor",
+                "was made for another active_since_ms",
+            ));
+        }
+        Ok(cursor)
+    }
+}
+
+/// Opens any list cursor this server made, checking only its seal and shape (the fuzz
+/// targets' entry point).
+pub fn open(sealer: &CursorSealer, text: &str) -> Result<(), ApiError> {
+    ListCursor::open(sealer, text).map(|_| ())
 }

@@ -2,15 +2,16 @@
 //! `tests/it/input.rs` so that the committed corpus runs in every `cargo test`.
 //!
 //! Each target takes arbitrary bytes, runs them through the services' own cursor decoding or
-//! request validation (`roaming_history::fuzzing`, `roaming_conversation::fuzzing`), and
+//! the handlers' own `parse` (`roaming_history::Fetch::parse`, `Append::parse`,
+//! `roaming_conversation::List::parse`, the `cursor::open` functions), and
 //! panics only when an invariant breaks: a refusal must be `INVALID_ARGUMENT` naming one of
 //! the request's fields, never another code, and nothing may panic on the way.
 
 use prost::Message as _;
+use roaming_domain::{Limits, UserId};
 use roaming_proto::conversation::v1 as cpb;
 use roaming_proto::history::v1 as hpb;
 use roaming_runtime::{Caller, CursorSealer};
-use roaming_store::{Limits, UserId};
 use tonic::{Code, Status};
 
 /// A target's body.
@@ -67,7 +68,7 @@ pub fn assert_ok_or_names(result: Result<(), Status>, fields: &[&str], what: &st
 pub fn history_cursor(data: &[u8]) {
     let sealer = sealer();
     let text = String::from_utf8_lossy(data);
-    let r = roaming_history::fuzzing::open_cursor(&sealer, &text);
+    let r = roaming_history::cursor::open(&sealer, &text).map_err(Status::from);
     assert!(
         r.is_err() || text.is_empty() || sealer.open(&text).is_some(),
         "an unsealed history cursor opened"
@@ -75,7 +76,7 @@ pub fn history_cursor(data: &[u8]) {
     assert_ok_or_names(r, &["cursor"], "history cursor text");
     let sealed = sealer.seal(data);
     assert_ok_or_names(
-        roaming_history::fuzzing::open_cursor(&sealer, &sealed),
+        roaming_history::cursor::open(&sealer, &sealed).map_err(Status::from),
         &["cursor"],
         "history cursor payload",
     );
@@ -85,7 +86,7 @@ pub fn history_cursor(data: &[u8]) {
 pub fn list_cursor(data: &[u8]) {
     let sealer = sealer();
     let text = String::from_utf8_lossy(data);
-    let r = roaming_conversation::fuzzing::open_cursor(&sealer, &text);
+    let r = roaming_conversation::cursor::open(&sealer, &text).map_err(Status::from);
     assert!(
         r.is_err() || sealer.open(&text).is_some(),
         "an unsealed list cursor opened"
@@ -93,7 +94,7 @@ pub fn list_cursor(data: &[u8]) {
     assert_ok_or_names(r, &["cursor"], "list cursor text");
     let sealed = sealer.seal(data);
     assert_ok_or_names(
-        roaming_conversation::fuzzing::open_cursor(&sealer, &sealed),
+        roaming_conversation::cursor::open(&sealer, &sealed).map_err(Status::from),
         &["cursor"],
         "list cursor payload",
     );
@@ -116,7 +117,9 @@ pub fn fetch_request(data: &[u8]) {
         "start_msg_id",
         "cursor",
     ];
-    let r = roaming_history::fuzzing::validate_fetch(req, &user(), &Limits::default(), &sealer());
+    let r = roaming_history::Fetch::parse(req, &user(), &Limits::DEFAULT, &sealer())
+        .map(|_| ())
+        .map_err(Status::from);
     assert_ok_or_names(r, &fields, "FetchHistoryRequest");
 }
 
@@ -125,7 +128,9 @@ pub fn append_request(data: &[u8]) {
     let Ok(req) = hpb::AppendMessagesRequest::decode(data) else {
         return;
     };
-    let r = roaming_history::fuzzing::validate_append(req, &service(), &Limits::default());
+    let r = roaming_history::Append::parse(req, &service(), &Limits::DEFAULT)
+        .map(|_| ())
+        .map_err(Status::from);
     assert_ok_or_names(r, &["messages"], "AppendMessagesRequest");
 }
 
@@ -134,18 +139,16 @@ pub fn list_request(data: &[u8]) {
     let Ok(req) = cpb::ListConversationsRequest::decode(data) else {
         return;
     };
-    let defaults = roaming_conversation::ListSettings {
-        page_size: 10,
-        window_ms: 7 * 24 * 3600 * 1000,
-    };
-    let r = roaming_conversation::fuzzing::validate_list(
+    let r = roaming_conversation::List::parse(
         &req,
         &user(),
-        defaults,
-        &Limits::default(),
+        roaming_conversation::ListSettings::DEFAULT,
+        &Limits::DEFAULT,
         &sealer(),
         1_800_000_000_000,
-    );
+    )
+    .map(|_| ())
+    .map_err(Status::from);
     assert_ok_or_names(
         r,
         &["page_size", "active_since_ms", "types", "cursor"],

@@ -1,7 +1,13 @@
-//! Settings: every one a flag with a `ROAMING_` environment twin, defaults as constants.
+//! Settings: every one a flag with a `ROAMING_` environment twin. Each default is defined
+//! once, next to what owns it (`Limits::DEFAULT`, `PoolSettings::DEFAULT`,
+//! `GuardSettings::DEFAULT`, `ListSettings::DEFAULT`, and the server's own below); the
+//! flags refer to those, and [`ServeConfig::defaults`] reads them back from the flags.
 
-use clap::{Args, ValueEnum};
-use roaming_store::Limits;
+use clap::{Args, FromArgMatches as _, ValueEnum};
+use humantime::Duration as HumanDuration;
+use roaming_conversation::ListSettings;
+use roaming_domain::Limits;
+use roaming_runtime::guard::GuardSettings;
 use roaming_store::db::PoolSettings;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,10 +16,18 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50051";
 /// Default database: the local PostgreSQL, database `roaming` (created if missing).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/roaming";
-/// Default conversation-list window.
-pub const DEFAULT_CONVERSATION_WINDOW: &str = "7d";
-/// Default conversation-list page size.
-pub const DEFAULT_CONVERSATION_PAGE_SIZE: u32 = 10;
+/// Default time open calls may take to finish after a shutdown signal.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default largest request message: fits a full append batch of maximal messages.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Default connection age after which connections close gracefully.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
+/// Default HTTP/2 keepalive ping interval.
+pub const DEFAULT_HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+
+fn human(d: Duration) -> HumanDuration {
+    d.into()
+}
 
 /// Which gRPC services a process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,9 +85,9 @@ pub fn read_pem(value: Option<&str>, setting: &str) -> anyhow::Result<Option<Str
     }
 }
 
-/// `roaming serve` settings.
+/// `roaming serve` settings: everything a server is built from (`App::from_config`).
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+pub struct ServeConfig {
     /// Address to listen on (host:port).
     #[arg(long, env = "ROAMING_LISTEN_ADDR", default_value = DEFAULT_LISTEN_ADDR)]
     pub listen_addr: SocketAddr,
@@ -89,11 +103,11 @@ pub struct ServeArgs {
     pub keys: KeyArgs,
 
     /// Conversation list: default activity window (e.g. 7d, 36h).
-    #[arg(long, env = "ROAMING_CONVERSATION_WINDOW", default_value = DEFAULT_CONVERSATION_WINDOW, value_parser = humantime::parse_duration)]
-    pub conversation_window: Duration,
+    #[arg(long, env = "ROAMING_CONVERSATION_WINDOW", default_value_t = human(ListSettings::DEFAULT.window))]
+    pub conversation_window: HumanDuration,
 
     /// Conversation list: default page size.
-    #[arg(long, env = "ROAMING_CONVERSATION_PAGE_SIZE", default_value_t = DEFAULT_CONVERSATION_PAGE_SIZE)]
+    #[arg(long, env = "ROAMING_CONVERSATION_PAGE_SIZE", default_value_t = ListSettings::DEFAULT.page_size)]
     pub conversation_page_size: u32,
 
     #[command(flatten)]
@@ -103,8 +117,8 @@ pub struct ServeArgs {
     pub pool: PoolArgs,
 
     /// How long open calls may finish after a shutdown signal before the process exits.
-    #[arg(long, env = "ROAMING_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
+    #[arg(long, env = "ROAMING_DRAIN_TIMEOUT", default_value_t = human(DEFAULT_DRAIN_TIMEOUT))]
+    pub drain_timeout: HumanDuration,
 
     /// Log JSON lines instead of text (filter with RUST_LOG).
     #[arg(long, env = "ROAMING_LOG_JSON")]
@@ -123,50 +137,60 @@ pub struct ServeArgs {
 pub struct ProtectionArgs {
     /// Most calls in progress at once (streams included); more are refused at once with
     /// RESOURCE_EXHAUSTED. Health and reflection are exempt.
-    #[arg(long, env = "ROAMING_MAX_CONCURRENT_CALLS", default_value_t = 512)]
+    #[arg(long, env = "ROAMING_MAX_CONCURRENT_CALLS", default_value_t = GuardSettings::DEFAULT.max_concurrent_calls)]
     pub max_concurrent_calls: usize,
     /// Longest a call may take to produce its response (a stream's first page); then
     /// DEADLINE_EXCEEDED. A shorter client deadline always applies.
-    #[arg(long, env = "ROAMING_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub request_timeout: Duration,
+    #[arg(long, env = "ROAMING_REQUEST_TIMEOUT", default_value_t = human(GuardSettings::DEFAULT.request_timeout))]
+    pub request_timeout: HumanDuration,
     /// Largest request message, bytes (bigger: RESOURCE_EXHAUSTED). The default fits a full
     /// append batch of maximal messages.
-    #[arg(long, env = "ROAMING_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = "ROAMING_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
     /// Close connections gracefully after this age, so load spreads after a scale-out.
-    #[arg(long, env = "ROAMING_MAX_CONNECTION_AGE", default_value = "30m", value_parser = humantime::parse_duration)]
-    pub max_connection_age: Duration,
+    #[arg(long, env = "ROAMING_MAX_CONNECTION_AGE", default_value_t = human(DEFAULT_MAX_CONNECTION_AGE))]
+    pub max_connection_age: HumanDuration,
     /// HTTP/2 keepalive ping interval; a peer that does not answer within 10 s is dropped.
-    #[arg(long, env = "ROAMING_HTTP2_KEEPALIVE", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub http2_keepalive: Duration,
+    #[arg(long, env = "ROAMING_HTTP2_KEEPALIVE", default_value_t = human(DEFAULT_HTTP2_KEEPALIVE))]
+    pub http2_keepalive: HumanDuration,
 }
 
-/// Request-shape limits (SPEC.md §5).
+impl ProtectionArgs {
+    /// As the guard layer's settings.
+    pub fn guard(&self) -> GuardSettings {
+        GuardSettings {
+            max_concurrent_calls: self.max_concurrent_calls,
+            request_timeout: *self.request_timeout,
+        }
+    }
+}
+
+/// Request-shape limits.
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
     /// Largest message body, bytes.
-    #[arg(long, env = "ROAMING_MAX_BODY_BYTES", default_value_t = 65536)]
+    #[arg(long, env = "ROAMING_MAX_BODY_BYTES", default_value_t = Limits::DEFAULT.max_body_bytes)]
     pub max_body_bytes: usize,
     /// Most attributes per message.
-    #[arg(long, env = "ROAMING_MAX_ATTRIBUTES", default_value_t = 32)]
+    #[arg(long, env = "ROAMING_MAX_ATTRIBUTES", default_value_t = Limits::DEFAULT.max_attributes)]
     pub max_attributes: usize,
     /// Largest attribute key or value, bytes.
-    #[arg(long, env = "ROAMING_MAX_ATTRIBUTE_BYTES", default_value_t = 1024)]
+    #[arg(long, env = "ROAMING_MAX_ATTRIBUTE_BYTES", default_value_t = Limits::DEFAULT.max_attribute_bytes)]
     pub max_attribute_bytes: usize,
     /// Most messages per AppendMessages call.
-    #[arg(long, env = "ROAMING_MAX_APPEND_BATCH", default_value_t = 100)]
+    #[arg(long, env = "ROAMING_MAX_APPEND_BATCH", default_value_t = Limits::DEFAULT.max_append_batch)]
     pub max_append_batch: usize,
     /// Largest history page.
-    #[arg(long, env = "ROAMING_MAX_PAGE_SIZE", default_value_t = 50)]
+    #[arg(long, env = "ROAMING_MAX_PAGE_SIZE", default_value_t = Limits::DEFAULT.max_page_size)]
     pub max_page_size: u32,
     /// Most pages per FetchHistory stream.
-    #[arg(long, env = "ROAMING_MAX_PAGES", default_value_t = 100)]
+    #[arg(long, env = "ROAMING_MAX_PAGES", default_value_t = Limits::DEFAULT.max_pages)]
     pub max_pages: u32,
     /// Most ids per RemoveMessages call.
-    #[arg(long, env = "ROAMING_MAX_REMOVAL_IDS", default_value_t = 50)]
+    #[arg(long, env = "ROAMING_MAX_REMOVAL_IDS", default_value_t = Limits::DEFAULT.max_removal_ids)]
     pub max_removal_ids: usize,
     /// Most users per membership call.
-    #[arg(long, env = "ROAMING_MAX_MEMBERS_PER_CALL", default_value_t = 100)]
+    #[arg(long, env = "ROAMING_MAX_MEMBERS_PER_CALL", default_value_t = Limits::DEFAULT.max_members_per_call)]
     pub max_members_per_call: usize,
 }
 
@@ -182,7 +206,7 @@ impl LimitArgs {
             max_pages: self.max_pages,
             max_removal_ids: self.max_removal_ids,
             max_members_per_call: self.max_members_per_call,
-            ..Limits::default()
+            ..Limits::DEFAULT
         }
     }
 }
@@ -191,17 +215,17 @@ impl LimitArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PoolArgs {
     /// Most database connections per process.
-    #[arg(long, env = "ROAMING_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "ROAMING_POOL_SIZE", default_value_t = PoolSettings::DEFAULT.max_size)]
     pub pool_size: usize,
     /// How long a call waits for a free connection before UNAVAILABLE.
-    #[arg(long, env = "ROAMING_POOL_WAIT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub pool_wait_timeout: Duration,
+    #[arg(long, env = "ROAMING_POOL_WAIT_TIMEOUT", default_value_t = human(PoolSettings::DEFAULT.wait_timeout))]
+    pub pool_wait_timeout: HumanDuration,
     /// How long opening a database connection may take.
-    #[arg(long, env = "ROAMING_POOL_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub pool_connect_timeout: Duration,
+    #[arg(long, env = "ROAMING_POOL_CONNECT_TIMEOUT", default_value_t = human(PoolSettings::DEFAULT.create_timeout))]
+    pub pool_connect_timeout: HumanDuration,
     /// The longest any SQL statement may run (PostgreSQL statement_timeout).
-    #[arg(long, env = "ROAMING_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub statement_timeout: Duration,
+    #[arg(long, env = "ROAMING_STATEMENT_TIMEOUT", default_value_t = human(PoolSettings::DEFAULT.statement_timeout))]
+    pub statement_timeout: HumanDuration,
 }
 
 impl PoolArgs {
@@ -209,10 +233,31 @@ impl PoolArgs {
     pub fn to_settings(&self) -> PoolSettings {
         PoolSettings {
             max_size: self.pool_size,
-            wait_timeout: self.pool_wait_timeout,
-            create_timeout: self.pool_connect_timeout,
-            recycle_timeout: Duration::from_secs(1),
-            statement_timeout: self.statement_timeout,
+            wait_timeout: *self.pool_wait_timeout,
+            create_timeout: *self.pool_connect_timeout,
+            statement_timeout: *self.statement_timeout,
+            ..PoolSettings::DEFAULT
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Every setting at its default, read from the flags' own defaults with the environment
+    /// ignored: tests, the bench and the reliability suite start here and override fields.
+    pub fn defaults() -> Self {
+        let command = clap::Command::new("serve").mut_args(|arg| arg.env(None::<&'static str>));
+        let command = Self::augment_args(command);
+        let matches = command
+            .try_get_matches_from(["serve"])
+            .expect("every setting has a default");
+        Self::from_arg_matches(&matches).expect("defaults parse")
+    }
+
+    /// The conversation list's settings.
+    pub fn list(&self) -> ListSettings {
+        ListSettings {
+            page_size: self.conversation_page_size,
+            window: *self.conversation_window,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! listener with health, reflection and graceful shutdown. `main.rs` is a thin CLI over it,
 //! and the integration tests call it with a listener on `127.0.0.1:0`.
 
+mod app;
 pub mod config;
 mod server;
 
-pub use server::{App, LIVENESS, open_store, serve, serve_metrics};
+pub use app::{App, open_store};
+pub use server::{LIVENESS, serve, serve_metrics};

@@ -1,9 +1,9 @@
 //! `roaming`: serve, migrate, or mint a token.
 
 use clap::{Parser, Subcommand};
-use roaming::config::{DatabaseArgs, ServeArgs, read_pem};
-use roaming_runtime::{Authenticator, CursorSealer, TokenSigner, auth, telemetry};
-use std::sync::Arc;
+use roaming::App;
+use roaming::config::{DatabaseArgs, ServeConfig, read_pem};
+use roaming_runtime::{Authenticator, TokenSigner, auth, telemetry};
 use std::time::Duration;
 
 /// Roaming: message roaming (conversation list and history) over gRPC.
@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the services (both by default) on one port, migrating the database first.
-    Serve(Box<ServeArgs>),
+    Serve(Box<ServeConfig>),
     /// Create the database if missing and apply the schema, then exit.
     Migrate {
         #[command(flatten)]
@@ -53,8 +53,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate { database } => {
             telemetry::init(false);
-            let settings = roaming_store::db::PoolSettings::default();
-            roaming::open_store(&database.database_url, &settings).await?;
+            roaming::open_store(
+                &database.database_url,
+                &roaming_store::db::PoolSettings::DEFAULT,
+            )
+            .await?;
             tracing::info!("database is migrated");
             Ok(())
         }
@@ -83,52 +86,30 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init(args.log_json);
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    telemetry::init(config.log_json);
     // Refuse to start without a key, before touching the database.
-    let auth = Authenticator::from_settings(
-        args.keys.jwt_secret.as_deref(),
-        args.keys.public_key_pem()?.as_deref(),
+    Authenticator::from_settings(
+        config.keys.jwt_secret.as_deref(),
+        config.keys.public_key_pem()?.as_deref(),
     )?;
-    let window_ms = i64::try_from(args.conversation_window.as_millis())?;
-    let store = open_store_patiently(&args).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen_addr).await?;
-    let app = roaming::App {
-        store,
-        auth: Arc::new(auth),
-        sealer: CursorSealer::derive(&args.keys.cursor_key_material()?),
-        clock: Arc::new(roaming_store::SystemClock),
-        services: args.services.clone(),
-        limits: args.limits.to_limits(),
-        list: roaming_conversation::ListSettings {
-            page_size: args.conversation_page_size,
-            window_ms,
-        },
-        drain_timeout: args.drain_timeout,
-        guard: roaming_runtime::guard::GuardSettings {
-            max_concurrent_calls: args.protection.max_concurrent_calls,
-            request_timeout: args.protection.request_timeout,
-        },
-        max_message_bytes: args.protection.max_message_bytes,
-        max_connection_age: Some(args.protection.max_connection_age),
-        keepalive_interval: args.protection.http2_keepalive,
-    };
-    roaming_runtime::metrics::install();
-    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let Some(addr) = args.metrics_addr {
+    let store = open_store_patiently(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    let metrics_addr = config.metrics_addr;
+    let app = App::new(config, store)?;
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    if let Some(addr) = metrics_addr {
         let metrics_listener = tokio::net::TcpListener::bind(addr).await?;
         let store = app.store.clone();
+        let stopped = stop_metrics.clone().cancelled_owned();
         tokio::spawn(async move {
-            let stopped = async {
-                let _ = metrics_stopped.await;
-            };
             if let Err(e) = roaming::serve_metrics(metrics_listener, store, stopped).await {
                 tracing::error!(error = %e, "metrics endpoint failed");
             }
         });
     }
     roaming::serve(app, listener, shutdown_signal()).await?;
-    let _ = stop_metrics.send(());
+    stop_metrics.cancel();
     tracing::info!("stopped");
     Ok(())
 }
@@ -136,10 +117,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Opens (creates, migrates) the store, waiting for the database with backoff: replicas that
 /// start before PostgreSQL is reachable wait for it instead of crash-looping. A malformed
 /// URL or a failed migration is not worth waiting for.
-async fn open_store_patiently(args: &ServeArgs) -> anyhow::Result<roaming_store::Store> {
+async fn open_store_patiently(config: &ServeConfig) -> anyhow::Result<roaming_store::Store> {
     let mut delay = Duration::from_millis(250);
     loop {
-        match roaming::open_store(&args.database.database_url, &args.pool.to_settings()).await {
+        match roaming::open_store(&config.database.database_url, &config.pool.to_settings()).await {
             Ok(store) => return Ok(store),
             Err(e) if is_connection_error(&e) => {
                 // The error chain names the failure, never the URL (it may hold a password).

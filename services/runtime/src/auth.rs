@@ -7,7 +7,7 @@
 
 use crate::error::ApiError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use roaming_store::UserId;
+use roaming_domain::UserId;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataMap;
 
@@ -218,6 +218,7 @@ pub fn interceptor(
 ) -> impl Fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
     move |mut request: tonic::Request<()>| {
         let caller = auth.authenticate(request.metadata())?;
+        crate::trace::record_caller(&caller);
         request.extensions_mut().insert(caller);
         Ok(request)
     }

@@ -1,7 +1,7 @@
 //! Conversions between the contract's messages and the store's validated domain values.
 
+use roaming_domain::{Conversation, ConversationKind, FieldError, StoredMessage, UserId};
 use roaming_proto::common::v1 as pb;
-use roaming_store::{Conversation, ConversationKind, FieldError, StoredMessage, UserId};
 
 /// `field` (a `ConversationRef`) as the conversation `viewer` names.
 pub fn conversation(
@@ -11,15 +11,22 @@ pub fn conversation(
 ) -> Result<Conversation, FieldError> {
     let value = value.ok_or_else(|| FieldError::new(field, "is required"))?;
     let kind = ConversationKind::from_i32(&format!("{field}.type"), value.r#type)?;
-    let id = UserId::parse(&format!("{field}.id"), &value.id)?;
-    Ok(Conversation::from_view(kind, id, viewer))
+    Conversation::parse(&format!("{field}.id"), kind, &value.id, viewer)
+}
+
+/// `field` (a `ConversationRef`) as a GROUP or CHATROOM, which needs no viewer to name it.
+pub fn group(field: &str, value: Option<&pb::ConversationRef>) -> Result<Conversation, FieldError> {
+    let value = value.ok_or_else(|| FieldError::new(field, "is required"))?;
+    let kind_field = format!("{field}.type");
+    let kind = ConversationKind::from_i32(&kind_field, value.r#type)?;
+    Conversation::parse_group(&kind_field, kind, &format!("{field}.id"), &value.id)
 }
 
 /// The `ConversationRef` `viewer` uses for `conversation`.
 pub fn conversation_ref(conversation: &Conversation, viewer: &UserId) -> pb::ConversationRef {
     pb::ConversationRef {
         r#type: conversation.kind() as i32,
-        id: conversation.id_seen_by(viewer).as_str().to_owned(),
+        id: conversation.id_seen_by(viewer).to_owned(),
     }
 }
 
@@ -29,9 +36,9 @@ pub fn message(m: StoredMessage, viewer: &UserId) -> pb::Message {
         msg_id: m.msg_id.to_string(),
         conversation: Some(conversation_ref(&m.conversation, viewer)),
         seq: m.seq,
-        sender: m.sender,
-        recipient: m.recipient,
-        r#type: i32::from(m.kind),
+        recipient: m.recipient().to_owned(),
+        sender: m.sender.as_str().to_owned(),
+        r#type: m.kind as i32,
         body: m.body,
         attributes: m.attributes,
         server_time_ms: m.server_time_ms,

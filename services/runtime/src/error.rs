@@ -1,6 +1,7 @@
 //! `ApiError`, the services' error type, and the one place it becomes a `tonic::Status`.
 
-use roaming_store::{Error as StoreError, FieldError};
+use roaming_domain::FieldError;
+use roaming_store::Error as StoreError;
 use tonic::{Code, Status};
 
 /// Every way a Roaming RPC can fail.

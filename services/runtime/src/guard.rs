@@ -1,9 +1,11 @@
 //! The server's guard layer, around every call: admission (a concurrency limit that refuses
 //! excess calls at once with RESOURCE_EXHAUSTED instead of queueing them), a server-side
 //! deadline, the client's deadline (`grpc-timeout`) over the whole call, streams included,
-//! gRPC metrics, and RESOURCE_EXHAUSTED for over-size messages.
+//! gRPC metrics, the call's span (`crate::trace`), and RESOURCE_EXHAUSTED for over-size
+//! messages.
 
 use crate::metrics as m;
+use crate::trace;
 use http::{HeaderValue, Request, Response};
 use http_body::{Frame, SizeHint};
 use std::future::Future as _;
@@ -15,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::{Code, Status};
+use tracing::{Instrument as _, Span};
 
 /// Settings of the guard.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +26,14 @@ pub struct GuardSettings {
     pub max_concurrent_calls: usize,
     /// Longest a call may take to produce its response (a stream's first page).
     pub request_timeout: Duration,
+}
+
+impl GuardSettings {
+    /// The defaults (the server settings' defaults refer to these).
+    pub const DEFAULT: GuardSettings = GuardSettings {
+        max_concurrent_calls: 512,
+        request_timeout: Duration::from_secs(30),
+    };
 }
 
 /// The tower layer.
@@ -83,17 +94,20 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        if is_infrastructure(&path) {
+        let path = request.uri().path();
+        if is_infrastructure(path) {
             return Box::pin(self.inner.call(request));
         }
-        let method = path.rsplit('/').next().unwrap_or_default().to_owned();
+        let method = trace::rpc_name(path);
+        let span = trace::rpc_span(method);
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                metrics::counter!(m::SHED, "method" => method.clone()).increment(1);
+                metrics::counter!(m::SHED, "method" => method).increment(1);
                 metrics::counter!(m::REQUESTS, "method" => method, "code" => "ResourceExhausted")
                     .increment(1);
+                span.record("code", "ResourceExhausted");
+                tracing::info!(parent: &span, "call refused at the concurrency limit");
                 let status = Status::resource_exhausted(
                     "the server is at its concurrency limit; retry with backoff",
                 );
@@ -115,43 +129,48 @@ where
             .get("grpc-timeout")
             .and_then(parse_grpc_timeout)
             .map(|t| started + t.saturating_sub(DEADLINE_MARGIN));
-        Box::pin(async move {
-            metrics::gauge!(m::IN_FLIGHT, "method" => method.clone()).increment(1.0);
-            let mut observation = Observation {
-                method,
-                started,
-                permit: Some(permit),
-                done: false,
-            };
-            let (until, message) = match client_deadline {
-                Some(d) if d <= server_deadline => (d, CLIENT_DEADLINE_PASSED),
-                _ => (server_deadline, "the server's request timeout passed"),
-            };
-            let response = match tokio::time::timeout_at(until, inner.call(request)).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) => {
-                    observation.finish("Internal");
-                    return Err(e);
+        let call_span = span.clone();
+        Box::pin(
+            async move {
+                metrics::gauge!(m::IN_FLIGHT, "method" => method).increment(1.0);
+                let mut observation = Observation {
+                    method,
+                    span,
+                    started,
+                    permit: Some(permit),
+                    done: false,
+                };
+                let (until, message) = match client_deadline {
+                    Some(d) if d <= server_deadline => (d, CLIENT_DEADLINE_PASSED),
+                    _ => (server_deadline, "the server's request timeout passed"),
+                };
+                let response = match tokio::time::timeout_at(until, inner.call(request)).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(e)) => {
+                        observation.finish("Internal");
+                        return Err(e);
+                    }
+                    Err(_) => Status::deadline_exceeded(message).into_http(),
+                };
+                let (mut parts, body) = response.into_parts();
+                if let Some(code) = parts.headers.get("grpc-status").and_then(code_of) {
+                    // Trailers-only response: the call is over.
+                    let code = rewrite_caller_faults(&mut parts.headers, code);
+                    observation.finish(code_name(code));
+                    return Ok(Response::from_parts(parts, body));
                 }
-                Err(_) => Status::deadline_exceeded(message).into_http(),
-            };
-            let (mut parts, body) = response.into_parts();
-            if let Some(code) = parts.headers.get("grpc-status").and_then(code_of) {
-                // Trailers-only response: the call is over.
-                let code = rewrite_caller_faults(&mut parts.headers, code);
-                observation.finish(code_name(code));
-                return Ok(Response::from_parts(parts, body));
+                Ok(Response::from_parts(
+                    parts,
+                    Body::new(ObservedBody {
+                        inner: body,
+                        observation,
+                        deadline: client_deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                        expired: false,
+                    }),
+                ))
             }
-            Ok(Response::from_parts(
-                parts,
-                Body::new(ObservedBody {
-                    inner: body,
-                    observation,
-                    deadline: client_deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
-                    expired: false,
-                }),
-            ))
-        })
+            .instrument(call_span),
+        )
     }
 }
 
@@ -261,7 +280,9 @@ fn code_name(code: Code) -> &'static str {
 
 /// One call being measured; holds its admission permit until the call is over.
 struct Observation {
-    method: String,
+    method: &'static str,
+    /// The call's span: the body's polls run inside it, so a stream's later pages log in it.
+    span: Span,
     started: Instant,
     permit: Option<OwnedSemaphorePermit>,
     done: bool,
@@ -274,11 +295,16 @@ impl Observation {
         }
         self.done = true;
         self.permit = None;
-        let method = self.method.clone();
-        metrics::gauge!(m::IN_FLIGHT, "method" => method.clone()).decrement(1.0);
-        metrics::counter!(m::REQUESTS, "method" => method.clone(), "code" => code).increment(1);
+        let method = self.method;
+        let elapsed = self.started.elapsed();
+        metrics::gauge!(m::IN_FLIGHT, "method" => method).decrement(1.0);
+        metrics::counter!(m::REQUESTS, "method" => method, "code" => code).increment(1);
         metrics::histogram!(m::DURATION, "method" => method, "code" => code)
-            .record(self.started.elapsed().as_secs_f64());
+            .record(elapsed.as_secs_f64());
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        self.span.record("code", code);
+        self.span.record("latency_ms", latency_ms);
+        tracing::info!(parent: &self.span, "call finished");
     }
 }
 
@@ -332,6 +358,8 @@ impl http_body::Body for ObservedBody {
         if self.expired {
             return Poll::Ready(None);
         }
+        let span = self.observation.span.clone();
+        let _entered = span.enter();
         // A stream that keeps producing past the deadline is cut too, not only a stalled one.
         let passed = match self.deadline.as_mut() {
             Some(sleep) => sleep.as_mut().poll(cx).is_ready(),

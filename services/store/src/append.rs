@@ -6,12 +6,10 @@
 //! commit order, and a forward reader never has a message inserted behind its position.
 
 use crate::error::{Error, Result};
-use crate::sql;
-use crate::{
-    Conversation, ConversationKind, MsgId, NewMessage, Store, StoredMessage, attributes_to_json,
-    message_from_row,
-};
+use crate::rows::{self, attributes_to_json};
+use crate::{Store, sql};
 use deadpool_postgres::Transaction;
+use roaming_domain::{Conversation, ConversationKind, MsgId, NewMessage, StoredMessage, UserId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What happened to one message of a batch.
@@ -88,7 +86,7 @@ impl Store {
                         &now_ms,
                         &is_peer,
                         &m.sender.as_str(),
-                        &m.recipient.as_str(),
+                        &m.recipient(),
                         &m.kind.as_i16(),
                         &m.body.as_slice(),
                         &attributes,
@@ -103,23 +101,31 @@ impl Store {
                 Err(e) if e.code().map(|c| c.code()) == Some("23505") => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            let message = StoredMessage {
-                msg_id: MsgId(row.get(1)),
-                conversation: m.conversation.clone(),
-                seq: row.get(0),
-                sender: m.sender.as_str().to_owned(),
-                recipient: m.recipient.as_str().to_owned(),
-                kind: m.kind.as_i16(),
-                body: m.body.clone(),
-                attributes: m.attributes.clone(),
-                server_time_ms: row.get(2),
-                client_msg_id: m.client_msg_id.clone(),
-            };
             Ok(Some(AppendOutcome {
-                message,
+                message: stored(
+                    m,
+                    MsgId(row.try_get("msg_id")?),
+                    row.try_get("seq")?,
+                    row.try_get("server_time_ms")?,
+                ),
                 duplicate: false,
             }))
         })
+    }
+}
+
+/// `m` as stored with `msg_id` at `seq` and `server_time_ms`.
+fn stored(m: &NewMessage, msg_id: MsgId, seq: i64, server_time_ms: i64) -> StoredMessage {
+    StoredMessage {
+        msg_id,
+        conversation: m.conversation.clone(),
+        seq,
+        sender: m.sender.clone(),
+        kind: m.kind,
+        body: m.body.clone(),
+        attributes: m.attributes.clone(),
+        server_time_ms,
+        client_msg_id: m.client_msg_id.clone(),
     }
 }
 
@@ -132,12 +138,16 @@ async fn check_senders_are_members(
     let senders: Vec<&str> = indexes.iter().map(|&i| batch[i].sender.as_str()).collect();
     let statement = tx.prepare_cached(sql::MEMBERS).await?;
     let rows = tx.query(&statement, &[&key, &senders]).await?;
-    let members: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let members: Vec<&str> = rows
+        .iter()
+        .map(|r| r.try_get("user_id"))
+        .collect::<Result<_, _>>()?;
     for &i in indexes {
-        if !members.iter().any(|m| m == batch[i].sender.as_str()) {
+        if !members.contains(&batch[i].sender.as_str()) {
             return Err(Error::PermissionDenied(format!(
                 "messages[{i}].sender: {} is not a member of {}",
-                batch[i].sender, batch[i].recipient
+                batch[i].sender,
+                batch[i].recipient()
             )));
         }
     }
@@ -153,15 +163,14 @@ async fn lock_conversation(
     let key = conversation.key();
     // Prepared once per connection: every append runs these (SPEC'd ingest is the hot path).
     let lock = tx.prepare_cached(sql::LOCK).await?;
+    let read = |row: tokio_postgres::Row| -> Result<(i64, i64)> {
+        Ok((row.try_get("last_seq")?, row.try_get("last_time_ms")?))
+    };
     if let Some(row) = tx.query_opt(&lock, &[&key]).await? {
-        return Ok((row.get(0), row.get(1)));
+        return read(row);
     }
-    let created = tx
-        .execute(
-            "INSERT INTO conversations (conv_key, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&key, &conversation.kind().as_i16()],
-        )
-        .await?;
+    let kind = conversation.kind().as_i16();
+    let created = tx.execute(sql::CREATE_CONVERSATION, &[&key, &kind]).await?;
     if created == 1 {
         let participants: Vec<&str> = conversation
             .implicit_participants()
@@ -169,16 +178,11 @@ async fn lock_conversation(
             .map(|u| u.as_str())
             .collect();
         if !participants.is_empty() {
-            tx.execute(
-                "INSERT INTO user_conversations (conv_key, user_id, kind) \
-                 SELECT $1, u, $3 FROM unnest($2::text[]) AS u ON CONFLICT DO NOTHING",
-                &[&key, &participants, &conversation.kind().as_i16()],
-            )
-            .await?;
+            tx.execute(sql::ADD_PARTICIPANTS, &[&key, &participants, &kind])
+                .await?;
         }
     }
-    let row = tx.query_one(&lock, &[&key]).await?;
-    Ok((row.get(0), row.get(1)))
+    read(tx.query_one(&lock, &[&key]).await?)
 }
 
 async fn append_to_conversation(
@@ -203,22 +207,20 @@ async fn append_to_conversation(
     let existing_rows = tx
         .query(&duplicates, &[&key, &senders, &client_ids])
         .await?;
-    let mut stored: HashMap<(String, String), StoredMessage> = existing_rows
-        .iter()
-        .map(|row| {
-            let m = message_from_row(conversation, row, 0);
-            ((m.sender.clone(), m.client_msg_id.clone()), m)
-        })
-        .collect();
+    let mut by_key: HashMap<(UserId, String), StoredMessage> = HashMap::new();
+    for row in &existing_rows {
+        let m = rows::message(conversation, row)?;
+        by_key.insert((m.sender.clone(), m.client_msg_id.clone()), m);
+    }
 
     // Never before the conversation's newest message: server_time_ms does not decrease.
     let time = now_ms.max(last_time_ms);
     let mut fresh: Vec<usize> = Vec::new();
-    let mut fresh_keys: HashSet<(String, String)> = HashSet::new();
+    let mut fresh_keys: HashSet<(UserId, String)> = HashSet::new();
     for &i in indexes {
         let m = &batch[i];
-        let id = (m.sender.as_str().to_owned(), m.client_msg_id.clone());
-        if let Some(original) = stored.get(&id) {
+        let id = (m.sender.clone(), m.client_msg_id.clone());
+        if let Some(original) = by_key.get(&id) {
             outcomes[i] = Some(AppendOutcome {
                 message: original.clone(),
                 duplicate: true,
@@ -233,7 +235,7 @@ async fn append_to_conversation(
         let n = i64::try_from(fresh.len()).unwrap_or(i64::MAX);
         let seqs: Vec<i64> = (1..=n).map(|k| last_seq + k).collect();
         let senders: Vec<&str> = fresh.iter().map(|&i| batch[i].sender.as_str()).collect();
-        let recipients: Vec<&str> = fresh.iter().map(|&i| batch[i].recipient.as_str()).collect();
+        let recipients: Vec<&str> = fresh.iter().map(|&i| batch[i].recipient()).collect();
         let kinds: Vec<i16> = fresh.iter().map(|&i| batch[i].kind.as_i16()).collect();
         let bodies: Vec<&[u8]> = fresh.iter().map(|&i| batch[i].body.as_slice()).collect();
         let attributes: Vec<serde_json::Value> = fresh
@@ -262,26 +264,18 @@ async fn append_to_conversation(
                 ],
             )
             .await?;
-        let ids: HashMap<i64, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let mut ids: HashMap<i64, i64> = HashMap::new();
+        for row in &rows {
+            ids.insert(row.try_get("seq")?, row.try_get("msg_id")?);
+        }
         for (k, &i) in fresh.iter().enumerate() {
             let m = &batch[i];
             let seq = seqs[k];
             let msg_id = *ids
                 .get(&seq)
                 .ok_or_else(|| Error::Internal("inserted message not returned".into()))?;
-            let message = StoredMessage {
-                msg_id: MsgId(msg_id),
-                conversation: conversation.clone(),
-                seq,
-                sender: m.sender.as_str().to_owned(),
-                recipient: m.recipient.as_str().to_owned(),
-                kind: m.kind.as_i16(),
-                body: m.body.clone(),
-                attributes: m.attributes.clone(),
-                server_time_ms: time,
-                client_msg_id: m.client_msg_id.clone(),
-            };
-            stored.insert(
+            let message = stored(m, MsgId(msg_id), seq, time);
+            by_key.insert(
                 (message.sender.clone(), message.client_msg_id.clone()),
                 message.clone(),
             );
@@ -296,8 +290,8 @@ async fn append_to_conversation(
     for &i in indexes {
         if outcomes[i].is_none() {
             let m = &batch[i];
-            let original = stored
-                .get(&(m.sender.as_str().to_owned(), m.client_msg_id.clone()))
+            let original = by_key
+                .get(&(m.sender.clone(), m.client_msg_id.clone()))
                 .ok_or_else(|| Error::Internal("in-batch duplicate without original".into()))?;
             outcomes[i] = Some(AppendOutcome {
                 message: original.clone(),

@@ -21,15 +21,20 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
 }
 
+impl PoolSettings {
+    /// The defaults (the server settings' defaults refer to these).
+    pub const DEFAULT: PoolSettings = PoolSettings {
+        max_size: 16,
+        wait_timeout: Duration::from_secs(2),
+        create_timeout: Duration::from_secs(2),
+        recycle_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(10),
+    };
+}
+
 impl Default for PoolSettings {
     fn default() -> Self {
-        Self {
-            max_size: 16,
-            wait_timeout: Duration::from_secs(2),
-            create_timeout: Duration::from_secs(2),
-            recycle_timeout: Duration::from_secs(1),
-            statement_timeout: Duration::from_secs(10),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -5,11 +5,9 @@
 //! ever rise and tombstones are only ever added, so nothing removed can come back.
 
 use crate::error::{Error, Result};
-use crate::sql;
-use crate::{
-    Conversation, ConversationKind, MsgId, Store, StoredMessage, UserId, message_from_row,
-};
+use crate::{Store, rows, sql};
 use deadpool_postgres::GenericClient;
+use roaming_domain::{Conversation, ConversationKind, MessageKind, MsgId, StoredMessage, UserId};
 use std::collections::HashMap;
 
 /// Reading order.
@@ -45,9 +43,9 @@ pub struct PageQuery {
     /// Only at or before this server time.
     pub end_time_ms: Option<i64>,
     /// Only from these senders (empty: all).
-    pub senders: Vec<String>,
-    /// Only these message kinds, as schema numbers (empty: all).
-    pub kinds: Vec<i16>,
+    pub senders: Vec<UserId>,
+    /// Only these message kinds (empty: all).
+    pub kinds: Vec<MessageKind>,
 }
 
 /// One page of history.
@@ -168,6 +166,8 @@ impl Store {
             let statement = client.prepare_cached(sql).await?;
             // One more than asked: whether it comes back says whether this page is the last.
             let fetch = i64::from(query.limit) + 1;
+            let senders: Vec<&str> = query.senders.iter().map(UserId::as_str).collect();
+            let kinds: Vec<i16> = query.kinds.iter().map(|k| k.as_i16()).collect();
             let rows = client
                 .query(
                     &statement,
@@ -177,8 +177,8 @@ impl Store {
                         &upper,
                         &query.start_time_ms,
                         &query.end_time_ms,
-                        &query.senders,
-                        &query.kinds,
+                        &senders,
+                        &kinds,
                         &user.as_str(),
                         &fetch,
                     ],
@@ -188,8 +188,8 @@ impl Store {
             let messages = rows
                 .iter()
                 .take(query.limit as usize)
-                .map(|r| message_from_row(conversation, r, 0))
-                .collect();
+                .map(|r| rows::message(conversation, r))
+                .collect::<Result<_>>()?;
             Ok(Page { messages, is_end })
         })
     }
@@ -206,12 +206,7 @@ impl Store {
             let view = view(&tx, user, conversation).await?;
             let key = conversation.key();
             let raw: Vec<i64> = ids.iter().map(|m| m.0).collect();
-            let found = tx
-                .query(
-                    "SELECT msg_id, seq FROM messages WHERE conv_key = $1 AND msg_id = ANY($2)",
-                    &[&key, &raw],
-                )
-                .await?;
+            let found = tx.query(sql::SEQS_OF_IDS, &[&key, &raw]).await?;
             let mut statuses: HashMap<MsgId, RemovalStatus> = ids
                 .iter()
                 .map(|&id| (id, RemovalStatus::NotFound))
@@ -230,12 +225,7 @@ impl Store {
                 // ON CONFLICT DO NOTHING + RETURNING: only tombstones written now come back, so a
                 // concurrent twin call reports ALREADY_REMOVED for the ids this one took.
                 let written = tx
-                    .query(
-                        "INSERT INTO tombstones (conv_key, user_id, seq) \
-                     SELECT $1, $2, s FROM unnest($3::bigint[]) AS s \
-                     ON CONFLICT DO NOTHING RETURNING seq",
-                        &[&key, &user.as_str(), &to_hide],
-                    )
+                    .query(sql::TOMBSTONE, &[&key, &user.as_str(), &to_hide])
                     .await?;
                 for row in &written {
                     if let Some(id) = seq_to_id.get(&row.get::<_, i64>(0)) {
@@ -265,15 +255,11 @@ impl Store {
                 return Ok(());
             }
             client
-            .execute(
-                "UPDATE user_conversations SET hidden_through_seq = greatest(hidden_through_seq, \
-                     coalesce((SELECT m.seq FROM messages m \
-                               WHERE m.conv_key = $1 AND m.server_time_ms <= $3 \
-                               ORDER BY m.server_time_ms DESC, m.seq DESC LIMIT 1), 0)) \
-                 WHERE conv_key = $1 AND user_id = $2",
-                &[&conversation.key(), &user.as_str(), &before_time_ms],
-            )
-            .await?;
+                .execute(
+                    sql::HIDE_BEFORE_TIME,
+                    &[&conversation.key(), &user.as_str(), &before_time_ms],
+                )
+                .await?;
             Ok(())
         })
     }

@@ -1,10 +1,12 @@
 //! Every statement the store runs per request, in one place: the store prepares these, and
-//! the bench tool issues the very same text directly to PostgreSQL as its ceiling.
+//! the bench tool issues the very same text directly to PostgreSQL as its ceiling. (Start-up
+//! work, creating the database and migrating it, lives in `db` and `migrate`.)
 
 use std::sync::LazyLock;
 
-/// Columns every message query selects, in the order `message_from_row` reads them.
-pub const MESSAGE_COLUMNS: &str = "m.msg_id, m.seq, m.sender, m.recipient, m.msg_type, \
+/// Columns every message query selects; `rows::message` reads them by name.
+/// (`recipient` is not among them: it follows from the conversation and the sender.)
+pub const MESSAGE_COLUMNS: &str = "m.msg_id, m.seq, m.sender, m.msg_type, \
      m.body, m.attributes, m.server_time_ms, m.client_msg_id";
 
 /// Access check and watermarks of `$2` in conversation `$1`.
@@ -119,3 +121,57 @@ pub const APPEND_ONE: &str = "WITH bump AS (
                            attributes, client_msg_id, server_time_ms)
      SELECT $1, last_seq, $4, $5, $6, $7, $8, $9, last_time_ms FROM bump
      RETURNING seq, msg_id, server_time_ms";
+
+/// Create conversation `$1` of kind `$2` if it does not exist yet.
+pub const CREATE_CONVERSATION: &str =
+    "INSERT INTO conversations (conv_key, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+/// Make users `$2` participants of conversation `$1` of kind `$3`; a returning member is a
+/// member again and keeps the one-way state from before.
+pub const ADD_PARTICIPANTS: &str = "INSERT INTO user_conversations (conv_key, user_id, kind)
+     SELECT $1, u, $3 FROM (SELECT DISTINCT unnest($2::text[]) AS u) AS d
+     ON CONFLICT (conv_key, user_id) DO UPDATE SET is_member = true";
+
+/// End the membership of users `$2` in conversation `$1`.
+pub const REMOVE_MEMBERS: &str = "UPDATE user_conversations SET is_member = false
+     WHERE conv_key = $1 AND user_id = ANY($2)";
+
+/// Which of message ids `$2` are in conversation `$1`, with their seqs.
+pub const SEQS_OF_IDS: &str =
+    "SELECT msg_id, seq FROM messages WHERE conv_key = $1 AND msg_id = ANY($2)";
+
+/// Tombstones for user `$2` on seqs `$3` of conversation `$1`; returns the seqs newly hidden.
+pub const TOMBSTONE: &str = "INSERT INTO tombstones (conv_key, user_id, seq)
+     SELECT $1, $2, s FROM unnest($3::bigint[]) AS s
+     ON CONFLICT DO NOTHING RETURNING seq";
+
+/// Raise user `$2`'s watermark in conversation `$1` to the newest seq stored at or before
+/// time `$3` (never lowering it).
+pub const HIDE_BEFORE_TIME: &str = "UPDATE user_conversations
+     SET hidden_through_seq = greatest(hidden_through_seq,
+         coalesce((SELECT m.seq FROM messages m
+                   WHERE m.conv_key = $1 AND m.server_time_ms <= $3
+                   ORDER BY m.server_time_ms DESC, m.seq DESC LIMIT 1), 0))
+     WHERE conv_key = $1 AND user_id = $2";
+
+/// FOR_ME removal of conversation `$1` by user `$2`: off the list through its last seq, and
+/// with `$3` (delete_messages) every message so far hidden.
+pub const REMOVE_FOR_ME: &str = "UPDATE user_conversations uc SET
+         removed_through_seq = greatest(uc.removed_through_seq, c.last_seq),
+         hidden_through_seq = CASE WHEN $3
+             THEN greatest(uc.hidden_through_seq, c.last_seq)
+             ELSE uc.hidden_through_seq END
+     FROM conversations c
+     WHERE c.conv_key = uc.conv_key AND uc.conv_key = $1 AND uc.user_id = $2";
+
+/// FOR_EVERYONE purge of conversation `$1`: off every list through its last seq, and with
+/// `$2` (delete_messages) every message so far hidden from everybody.
+pub const PURGE: &str = "UPDATE conversations SET
+         cleared_through_seq = greatest(cleared_through_seq, last_seq),
+         purged_through_seq = CASE WHEN $2
+             THEN greatest(purged_through_seq, last_seq)
+             ELSE purged_through_seq END
+     WHERE conv_key = $1";
+
+/// Health: the database answers.
+pub const PING: &str = "SELECT 1";

@@ -1,14 +1,15 @@
 //! Test support: `TestApp` gives each test a fresh database, a migrated store and a running
 //! server on `127.0.0.1:0`, plus helpers to store messages and read whole histories.
 
-use roaming::config::ServiceName;
+use roaming::config::ServeConfig;
 use roaming_client::Client;
 use roaming_client::proto::common::v1::{ConversationRef, ConversationType, Message, MessageType};
 use roaming_client::proto::history::v1 as hpb;
-use roaming_runtime::{Authenticator, CursorSealer, TokenSigner};
-use roaming_store::{Limits, ManualClock, Store};
+pub use roaming_domain::Clock;
+use roaming_runtime::TokenSigner;
+use roaming_store::Store;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -27,56 +28,102 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// Knobs a test may turn before the server starts.
-#[derive(Debug, Clone)]
-pub struct TestOptions {
-    pub services: Vec<ServiceName>,
-    pub limits: Limits,
-    pub list_page_size: u32,
-    pub list_window_ms: i64,
-    pub drain_timeout: Duration,
-    pub guard: roaming_runtime::guard::GuardSettings,
-    pub max_message_bytes: usize,
+/// The configuration every test server starts from: the defaults of `roaming serve`, tokens
+/// signed with [`SECRET`], a short drain. Tests override fields of it, never assemble a
+/// server by hand.
+pub fn test_config() -> ServeConfig {
+    let mut config = ServeConfig::defaults();
+    config.keys.jwt_secret = Some(SECRET.to_owned());
+    config.drain_timeout = Duration::from_secs(5).into();
+    config
 }
 
-impl Default for TestOptions {
-    fn default() -> Self {
+/// A clock a test moves by hand, so that time-dependent behaviour needs no sleeping.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock reading `now_ms`.
+    pub fn new(now_ms: i64) -> Self {
+        Self(AtomicI64::new(now_ms))
+    }
+
+    /// Sets the reading.
+    pub fn set(&self, now_ms: i64) {
+        self.0.store(now_ms, Ordering::SeqCst);
+    }
+
+    /// Moves the reading forward by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A server running in this process: `roaming::serve` on a listener, stopped by a signal.
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `http://<addr>`.
+    pub endpoint: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Serves `app` on `listener` until [`RunningServer::stop`] (or drop).
+    pub fn start(app: roaming::App, listener: tokio::net::TcpListener) -> Self {
+        let addr = listener.local_addr().expect("a bound listener");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(roaming::serve(app, listener, async {
+            let _ = rx.await;
+        }));
         Self {
-            services: vec![ServiceName::History, ServiceName::Conversation],
-            limits: Limits::default(),
-            list_page_size: 10,
-            list_window_ms: 7 * DAY_MS,
-            drain_timeout: Duration::from_secs(5),
-            guard: roaming_runtime::guard::GuardSettings {
-                max_concurrent_calls: 512,
-                request_timeout: Duration::from_secs(30),
-            },
-            max_message_bytes: 16 * 1024 * 1024,
+            addr,
+            endpoint: format!("http://{addr}"),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Serves `app` on a new port of 127.0.0.1.
+    pub async fn bind(app: roaming::App) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start(app, listener)
+    }
+
+    /// Whether the server task is still running.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Begins the graceful shutdown (health NOT_SERVING, streams ended, calls drained).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Signals shutdown and waits for the server to stop.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.begin_shutdown();
+        match self.task.take() {
+            Some(h) => h.await.expect("server task"),
+            None => Ok(()),
         }
     }
 }
 
-impl TestOptions {
-    /// The server configuration these options describe, over `store`, reading `clock`,
-    /// verifying tokens signed with [`SECRET`]. Tests that run their own server (restarts on
-    /// one port, their own PostgreSQL) build it here so that new settings reach them too.
-    pub fn build_app(&self, store: Store, clock: Arc<ManualClock>) -> roaming::App {
-        roaming::App {
-            store,
-            auth: Arc::new(Authenticator::from_settings(Some(SECRET), None).unwrap()),
-            sealer: CursorSealer::derive(SECRET.as_bytes()),
-            clock,
-            services: self.services.clone(),
-            limits: self.limits.clone(),
-            list: roaming_conversation::ListSettings {
-                page_size: self.list_page_size,
-                window_ms: self.list_window_ms,
-            },
-            drain_timeout: self.drain_timeout,
-            guard: self.guard,
-            max_message_bytes: self.max_message_bytes,
-            max_connection_age: None,
-            keepalive_interval: Duration::from_secs(30),
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+        if let Some(h) = self.task.take() {
+            h.abort();
         }
     }
 }
@@ -88,20 +135,21 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub signer: TokenSigner,
     pub store: Store,
+    /// The configuration the server runs with (its database URL included).
+    pub config: ServeConfig,
     pub db_name: String,
     pub db_url: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: RunningServer,
 }
 
 impl TestApp {
-    /// A server with default settings.
+    /// A server with the test configuration.
     pub async fn spawn() -> Self {
-        Self::spawn_with(TestOptions::default()).await
+        Self::spawn_with(|_| {}).await
     }
 
-    /// A server with `options`.
-    pub async fn spawn_with(options: TestOptions) -> Self {
+    /// A server with the test configuration as `configure` changes it.
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
         TRACING.call_once(|| {
             if std::env::var_os("TEST_LOG").is_some() {
                 roaming_runtime::telemetry::init(false);
@@ -119,28 +167,40 @@ impl TestApp {
             Some((base, _)) => format!("{base}/{db_name}"),
             None => panic!("ROAMING_TEST_DATABASE_URL must end in /<database>"),
         };
-        let store = roaming::open_store(&db_url, &Default::default())
-            .await
-            .expect("PostgreSQL must run at 127.0.0.1:5432 (or set ROAMING_TEST_DATABASE_URL)");
+        let mut config = test_config();
+        configure(&mut config);
+        config.database.database_url = db_url.clone();
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let app = options.build_app(store.clone(), clock.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let server = tokio::spawn(roaming::serve(app, listener, async {
-            let _ = rx.await;
-        }));
+        let app = roaming::App::from_config(config.clone())
+            .await
+            .expect("PostgreSQL must run at 127.0.0.1:5432 (or set ROAMING_TEST_DATABASE_URL)")
+            .with_clock(clock.clone());
+        let store = app.store.clone();
+        let server = RunningServer::bind(app).await;
         Self {
-            addr,
-            endpoint: format!("http://{addr}"),
+            addr: server.addr,
+            endpoint: server.endpoint.clone(),
             clock,
             signer: TokenSigner::hs256(SECRET),
             store,
+            config,
             db_name,
             db_url,
-            shutdown: Some(tx),
-            server: Some(server),
+            server,
         }
+    }
+
+    /// Another server over this test's database and clock, built from `config` (for
+    /// instance this app's `config` with other keys), on `listener`.
+    pub fn serve_also(
+        &self,
+        config: ServeConfig,
+        listener: tokio::net::TcpListener,
+    ) -> RunningServer {
+        let app = roaming::App::new(config, self.store.clone())
+            .expect("a valid configuration")
+            .with_clock(self.clock.clone());
+        RunningServer::start(app, listener)
     }
 
     /// A valid token.
@@ -205,13 +265,7 @@ impl TestApp {
 
     /// Signals shutdown and waits for the server to stop.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        match self.server.take() {
-            Some(h) => h.await.expect("server task"),
-            None => Ok(()),
-        }
+        self.server.stop().await
     }
 
     /// Stores one message through the service token and returns it.
@@ -293,12 +347,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.server.take() {
-            h.abort();
-        }
+        self.server.begin_shutdown();
         // Drop the database from another thread: Drop cannot await, and the test's runtime
         // may be shutting down.
         let name = self.db_name.clone();

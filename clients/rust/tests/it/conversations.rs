@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 use roaming_client::{
     Conversation, ConversationRef, ConversationType, Error, NewMessage, RemovalScope,
 };
-use roaming_store::Clock as _;
+use roaming_testkit::Clock as _;
 use roaming_testkit::{DAY_MS, TestApp};
 
 fn ids(list: &[Conversation]) -> Vec<String> {

@@ -7,7 +7,7 @@ use roaming_client::{
     ConversationRef, ConversationType, Direction, Error, HistoryPage, MessageType, NewMessage,
     RemovalStatus,
 };
-use roaming_store::Clock as _;
+use roaming_testkit::Clock as _;
 use roaming_testkit::TestApp;
 
 fn bob() -> ConversationRef {

@@ -53,10 +53,10 @@ async fn calls_are_retried_while_the_server_restarts_on_the_same_port() {
         started.elapsed() >= Duration::from_millis(500),
         "it waited for the restart"
     );
-    let server = restarted.await.unwrap();
+    let mut server = restarted.await.unwrap();
 
     // Appends are retried too, and client_msg_id keeps them single.
-    server.stop().await;
+    server.stop().await.unwrap();
     let restarted = restart_after(&app, Duration::from_millis(600));
     let message = || NewMessage::new(ConversationType::Peer, "alice", "bob", "retry-1").text("m3");
     let stored = gateway.append([message()]).await.unwrap();
@@ -72,7 +72,7 @@ async fn calls_are_retried_while_the_server_restarts_on_the_same_port() {
         .await
         .unwrap();
     assert_eq!(removal.len(), 1);
-    restarted.await.unwrap().stop().await;
+    restarted.await.unwrap().stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -95,7 +95,7 @@ async fn a_history_stream_carries_on_from_its_last_page_after_a_restart() {
         rest.extend(page.unwrap().messages);
     }
     assert_eq!(texts(&rest), ["m3", "m2", "m1", "m0"]);
-    restarted.await.unwrap().stop().await;
+    restarted.await.unwrap().stop().await.unwrap();
 }
 
 #[tokio::test]

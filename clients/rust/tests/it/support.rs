@@ -2,12 +2,8 @@
 //! on the same port.
 
 use roaming_client::{Client, LocalStore, Message, RetryPolicy};
-use roaming_store::{ManualClock, Store};
-use roaming_testkit::{TestApp, TestOptions};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use roaming_testkit::{RunningServer, TestApp};
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// A typed client of `user` with an in-memory local store.
 pub async fn with_store(app: &TestApp, user: &str) -> (Client, LocalStore) {
@@ -58,52 +54,20 @@ pub fn seqs(messages: &[Message]) -> Vec<i64> {
     messages.iter().map(|m| m.seq).collect()
 }
 
-/// A server over an existing test database, bound to a chosen address.
-pub struct Server {
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Server {
-    /// Serves `store` on `addr` (the address a stopped server had).
-    pub async fn start(addr: SocketAddr, store: Store, clock: Arc<ManualClock>) -> Self {
-        // The settings TestApp::spawn uses, so a restarted server behaves the same.
-        let options = TestOptions::default();
-        let app = TestOptions {
-            drain_timeout: Duration::from_secs(1),
-            ..options
-        }
-        .build_app(store, clock);
+/// Restarts the stopped `app`'s server on its address after `delay`, with the configuration
+/// it ran with (a shorter drain), over the same database and clock.
+pub fn restart_after(app: &TestApp, delay: Duration) -> tokio::task::JoinHandle<RunningServer> {
+    let mut config = app.config.clone();
+    config.drain_timeout = Duration::from_secs(1).into();
+    let server = roaming::App::new(config, app.store.clone())
+        .expect("the test configuration")
+        .with_clock(app.clock.clone());
+    let addr = app.addr;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_reuseaddr(true).unwrap();
         socket.bind(addr).unwrap();
-        let listener = socket.listen(128).unwrap();
-        let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(roaming::serve(app, listener, async {
-            let _ = rx.await;
-        }));
-        Self {
-            shutdown: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    /// Stops it and waits until it has.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            let _ = h.await;
-        }
-    }
-}
-
-/// Restarts the stopped `app`'s server on its address after `delay`.
-pub fn restart_after(app: &TestApp, delay: Duration) -> tokio::task::JoinHandle<Server> {
-    let (addr, store, clock) = (app.addr, app.store.clone(), app.clock.clone());
-    tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        Server::start(addr, store, clock).await
+        RunningServer::start(server, socket.listen(128).unwrap())
     })
 }

@@ -1,14 +1,14 @@
-//! Bad input (issue 7, item 7): property tests over every request of both services.
+//! Bad input: property tests over every request of both services.
 //!
 //! Generators build mostly-invalid requests (invalid ids, unknown enum values, oversized
 //! fields, NUL characters, malformed, altered, foreign and other-key cursors) and record which
 //! fields they broke. Then:
-//! - 10,000 cases per RPC (more with `ROAMING_RELIABILITY_LONG=1`) through the services' own
-//!   validation (`roaming_history::fuzzing`, `roaming_conversation::fuzzing`): every refusal is
+//! - 10,000 cases per RPC (more with `ROAMING_RELIABILITY_LONG=1`) through the handlers' own
+//!   `parse` (`roaming_history::Fetch::parse` and the others): every refusal is
 //!   INVALID_ARGUMENT naming a broken field (PERMISSION_DENIED where the caller lacks the role),
 //!   every request with no broken field passes, nothing panics;
 //! - a few hundred cases per RPC end to end through the real server: the server answers
-//!   exactly what the validation said (same code, same message); valid ones answer OK,
+//!   exactly what `parse` said (same code, same message); valid ones answer OK,
 //!   PERMISSION_DENIED or NOT_FOUND; never INTERNAL; rejected requests write nothing (table
 //!   counts and content hashes compared);
 //! - raw protobuf bodies no typed client can send (bad UTF-8 in every string field, broken

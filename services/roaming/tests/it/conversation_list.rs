@@ -5,8 +5,9 @@ use crate::helpers::*;
 use roaming_client::Client;
 use roaming_client::proto::common::v1::{ConversationRef, ConversationType};
 use roaming_client::proto::conversation::v1 as cpb;
-use roaming_store::Clock;
+use roaming_testkit::Clock;
 use std::collections::HashSet;
+use std::time::Duration;
 use tonic::Code;
 
 async fn list(
@@ -276,11 +277,7 @@ async fn by_default_ten_of_twelve_conversations_are_listed_and_the_next_page_has
 
 #[tokio::test]
 async fn the_default_page_size_is_a_server_setting() {
-    let app = TestApp::spawn_with(TestOptions {
-        list_page_size: 3,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(|c| c.conversation_page_size = 3).await;
     peers_one_second_apart(&app, 5).await;
     let client = app.user("alice").await;
     let pages = all_pages(&client, Default::default()).await;
@@ -339,9 +336,8 @@ async fn a_conversation_six_days_old_is_within_the_default_window() {
 
 #[tokio::test]
 async fn the_default_window_is_a_server_setting() {
-    let app = TestApp::spawn_with(TestOptions {
-        list_window_ms: DAY_MS,
-        ..Default::default()
+    let app = TestApp::spawn_with(|c| {
+        c.conversation_window = Duration::from_millis(DAY_MS as u64).into()
     })
     .await;
     app.peer("two_days", "alice", "old").await;

@@ -395,7 +395,7 @@ async fn a_removed_member_can_no_longer_fetch_append_or_list_the_group() {
 }
 
 fn app_now(app: &TestApp) -> i64 {
-    use roaming_store::Clock;
+    use roaming_testkit::Clock;
     app.clock.now_ms()
 }
 

@@ -3,7 +3,6 @@
 use crate::helpers::*;
 use roaming_client::proto::common::v1::{ConversationType, MessageType};
 use roaming_client::proto::history::v1 as hpb;
-use roaming_store::Clock as _;
 use tonic::Code;
 
 /// Turns a valid message into one that breaks a rule.
@@ -145,7 +144,7 @@ async fn a_batch_with_one_bad_message_is_rejected_whole_and_names_the_field() {
             &format!("ok{i}"),
         )
     };
-    let limits = roaming_store::Limits::default();
+    let limits = roaming_domain::Limits::DEFAULT;
     let cases: Vec<(&str, Breaker)> = vec![
         (
             "messages[1].conversation_type",

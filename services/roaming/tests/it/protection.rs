@@ -3,7 +3,6 @@
 use crate::helpers::*;
 use roaming_client::proto::common::v1::ConversationType;
 use roaming_client::proto::history::v1::{self as hpb, Direction};
-use roaming_runtime::guard::GuardSettings;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
@@ -85,14 +84,7 @@ async fn heavy_conversation(app: &TestApp, n: usize) {
 
 #[tokio::test]
 async fn calls_beyond_the_concurrency_limit_are_refused_at_once_and_health_still_answers() {
-    let app = TestApp::spawn_with(TestOptions {
-        guard: GuardSettings {
-            max_concurrent_calls: 2,
-            request_timeout: Duration::from_secs(30),
-        },
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(|c| c.protection.max_concurrent_calls = 2).await;
     heavy_conversation(&app, 60).await;
     let open_stream = || async {
         let client = app.user("alice").await;
@@ -154,11 +146,7 @@ async fn calls_beyond_the_concurrency_limit_are_refused_at_once_and_health_still
 
 #[tokio::test]
 async fn a_request_larger_than_the_transport_limit_is_resource_exhausted() {
-    let app = TestApp::spawn_with(TestOptions {
-        max_message_bytes: 4096,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(|c| c.protection.max_message_bytes = 4096).await;
     let mut m = new_message(ConversationType::Peer, "alice", "bob", "", "big");
     m.body = vec![0; 8192];
     let result = app
@@ -177,12 +165,9 @@ async fn a_request_larger_than_the_transport_limit_is_resource_exhausted() {
 
 #[tokio::test]
 async fn a_call_slower_than_the_server_timeout_is_deadline_exceeded_and_its_statement_cancelled() {
-    let app = TestApp::spawn_with(TestOptions {
-        guard: GuardSettings {
-            max_concurrent_calls: 64,
-            request_timeout: Duration::from_millis(300),
-        },
-        ..Default::default()
+    let app = TestApp::spawn_with(|c| {
+        c.protection.max_concurrent_calls = 64;
+        c.protection.request_timeout = Duration::from_millis(300).into();
     })
     .await;
     app.peer("alice", "bob", "first").await;

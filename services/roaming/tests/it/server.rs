@@ -31,11 +31,8 @@ async fn health_answers_serving_for_both_services_without_a_token() {
 
 #[tokio::test]
 async fn a_single_service_process_serves_only_that_service() {
-    let app = TestApp::spawn_with(TestOptions {
-        services: vec![roaming::config::ServiceName::History],
-        ..Default::default()
-    })
-    .await;
+    let app =
+        TestApp::spawn_with(|c| c.services = vec![roaming::config::ServiceName::History]).await;
     assert_eq!(
         health(&app, "roaming.history.v1.HistoryService")
             .await

@@ -15,8 +15,6 @@
 use super::pg::OwnPg;
 use super::support::*;
 use roaming_client::proto::history::v1 as hpb;
-use roaming_runtime::guard::GuardSettings;
-use roaming_store::db::PoolSettings;
 use roaming_testkit::peer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,21 +26,13 @@ const POOL: usize = 16;
 pub async fn thousand_streams() {
     let clients = pick(1_000, 3_000);
     let connections = pick(100, 300);
-    let options = ServerOptions {
-        pool: PoolSettings {
-            max_size: POOL,
-            // Streams wait for a connection rather than fail while the lock is held.
-            wait_timeout: Duration::from_secs(30),
-            ..PoolSettings::default()
-        },
-        guard: GuardSettings {
-            max_concurrent_calls: clients + 100,
-            request_timeout: Duration::from_secs(30),
-        },
-        ..ServerOptions::default()
-    };
+    let mut config = server_config();
+    config.pool.pool_size = POOL;
+    // Streams wait for a connection rather than fail while the lock is held.
+    config.pool.pool_wait_timeout = Duration::from_secs(30).into();
+    config.protection.max_concurrent_calls = clients + 100;
     let pg = OwnPg::start();
-    let server = Server::start(&pg.url("roaming"), &options).await;
+    let server = Server::start(&pg.url("roaming"), &config).await;
 
     // A conversation whose pages are 8 KiB each (page_size 1): the transport's flow-control
     // window holds only a few of them, so a stream does not run ahead of its reader.
@@ -265,7 +255,7 @@ pub async fn slow_query() {
     let deadline = Duration::from_millis(200);
     let sleep_s = 1.5;
     let pg = OwnPg::start();
-    let server = Server::start(&pg.url("roaming"), &ServerOptions::default()).await;
+    let server = Server::start(&pg.url("roaming"), &server_config()).await;
     let mut alice = server.callers("alice");
     alice
         .append(

@@ -83,11 +83,11 @@ pub async fn scenario() {
     let freezes = pick(1, 3);
     let freeze_for = pick(Duration::from_secs(5), Duration::from_secs(10));
     let workers = pick(12, 32);
-    let options = ServerOptions::default();
-    let pool_max = options.pool.max_size as i64;
+    let config = server_config();
+    let pool_max = config.pool.pool_size as i64;
 
     let mut pg = OwnPg::start();
-    let server = Server::start(&pg.url("roaming"), &options).await;
+    let server = Server::start(&pg.url("roaming"), &config).await;
     let mut seed = server.callers("alice");
     for chunk in 0..6 {
         let batch = (0..10)

@@ -13,7 +13,6 @@ use super::pg::OwnPg;
 use super::support::*;
 use roaming_client::proto::conversation::v1::ListConversationsRequest;
 use roaming_client::proto::history::v1 as hpb;
-use roaming_runtime::guard::GuardSettings;
 use roaming_testkit::peer;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -266,13 +265,8 @@ pub async fn scenario() {
     let rounds = pick(8, 40);
     let normal_period = Duration::from_millis(400);
     let overload_period = Duration::from_millis(600);
-    let options = ServerOptions {
-        guard: GuardSettings {
-            max_concurrent_calls: CAPACITY,
-            request_timeout: Duration::from_secs(30),
-        },
-        ..ServerOptions::default()
-    };
+    let mut config = server_config();
+    config.protection.max_concurrent_calls = CAPACITY;
     let pg = OwnPg::start();
     // Three runtimes, as if three machines shared these two cores: the server's (as in its
     // own process), the probes' (the `CAPACITY` clients whose latency is measured, normal
@@ -291,7 +285,7 @@ pub async fn scenario() {
     let lowered = renice_threads(LOWERED, 19);
     let url = pg.url("roaming");
     let server = server_runtime
-        .spawn(async move { Server::start(&url, &options).await })
+        .spawn(async move { Server::start(&url, &config).await })
         .await
         .unwrap();
     let mut seed = server.callers("alice");
@@ -362,7 +356,7 @@ pub async fn scenario() {
     // Still serving afterwards.
     let mut after = server.callers("alice");
     let still_serving = one_call(&mut after, 0).await.is_ok();
-    let server_running = !server.task.as_ref().unwrap().is_finished();
+    let server_running = server.is_running();
     let panics_during = panics() - panics_before;
 
     let normal_time = normal_period.as_secs_f64() * rounds as f64;

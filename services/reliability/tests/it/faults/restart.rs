@@ -130,7 +130,7 @@ pub async fn scenario(mode: StopMode) {
     let down_period = pick(Duration::from_millis(300), Duration::from_secs(2));
 
     let mut pg = OwnPg::start();
-    let server = Server::start(&pg.url("roaming"), &ServerOptions::default()).await;
+    let server = Server::start(&pg.url("roaming"), &server_config()).await;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
     // The fixed set, acknowledged once before anything goes wrong.

@@ -50,12 +50,10 @@ pub async fn scenario() {
     let streams = pick(50, 400);
     let unary_workers = pick(8, 32);
     let drain = pick(Duration::from_secs(3), Duration::from_secs(10));
-    let options = ServerOptions {
-        drain_timeout: drain,
-        ..ServerOptions::default()
-    };
+    let mut config = server_config();
+    config.drain_timeout = drain.into();
     let pg = OwnPg::start();
-    let mut server = Server::start(&pg.url("roaming"), &options).await;
+    let mut server = Server::start(&pg.url("roaming"), &config).await;
 
     // A long history of 4 KiB messages: a stream of 1-message pages stays open for a while.
     let mut seed = server.callers("alice");
@@ -233,10 +231,9 @@ pub async fn scenario() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t_shutdown = Instant::now();
     server.begin_shutdown();
-    let task = server.task.take().unwrap();
-    let exit = tokio::time::timeout(drain + Duration::from_secs(5), task).await;
+    let exit = tokio::time::timeout(drain + Duration::from_secs(5), server.stop()).await;
     let exit_ms = t_shutdown.elapsed().as_millis();
-    let exited_ok = matches!(exit, Ok(Ok(Ok(()))));
+    let exited_ok = matches!(exit, Ok(Ok(())));
     // The unary callers go on a little against the stopped server, then stop.
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::SeqCst);
@@ -285,10 +282,10 @@ pub async fn scenario() {
 
     // A new server over the same database: the failed appends are retried (same ids), and
     // everything acknowledged is there exactly once.
-    let store = roaming::open_store(&pg.url("roaming"), &options.pool)
+    let store = roaming::open_store(&pg.url("roaming"), &config.pool.to_settings())
         .await
         .unwrap();
-    let next = Server::serve(store, &options).await;
+    let next = Server::serve(store, &config).await;
     let mut retry = next.callers("alice");
     let pending: Vec<&hpb::NewMessage> = aware.pending.iter().chain(&naive.pending).collect();
     let mut retried_ok = 0;

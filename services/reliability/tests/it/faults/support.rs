@@ -2,21 +2,19 @@
 //! counter for its threads), the server under test over a private PostgreSQL, raw gRPC
 //! clients whose only deadline is the `grpc-timeout` header, and small statistics.
 
-use roaming::config::ServiceName;
+use roaming::config::ServeConfig;
 use roaming_client::proto::common::v1::{ConversationRef, ConversationType, MessageType};
 use roaming_client::proto::conversation::v1::conversation_service_client::ConversationServiceClient;
 use roaming_client::proto::history::v1 as hpb;
 use roaming_client::proto::history::v1::history_service_client::HistoryServiceClient;
-use roaming_runtime::guard::GuardSettings;
-use roaming_runtime::{Authenticator, CursorSealer, TokenSigner};
-use roaming_store::db::PoolSettings;
-use roaming_store::{Limits, Store, SystemClock};
+use roaming_runtime::TokenSigner;
+use roaming_store::Store;
+use roaming_testkit::RunningServer;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
@@ -80,87 +78,62 @@ pub fn run<F: Future<Output = ()>>(name: &str, limit: Duration, test: F) {
     println!("{name}: took_ms={}", started.elapsed().as_millis());
 }
 
-/// Settings of one server under test.
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    pub pool: PoolSettings,
-    pub guard: GuardSettings,
-    pub drain_timeout: Duration,
+/// The configuration of a server under test: the test configuration with a pool of 8 and
+/// the system clock; a test overrides fields of it.
+pub fn server_config() -> ServeConfig {
+    let mut config = roaming_testkit::test_config();
+    config.pool.pool_size = 8;
+    config
 }
 
-impl Default for ServerOptions {
-    fn default() -> Self {
-        Self {
-            pool: PoolSettings {
-                max_size: 8,
-                ..PoolSettings::default()
-            },
-            guard: GuardSettings {
-                max_concurrent_calls: 512,
-                request_timeout: Duration::from_secs(30),
-            },
-            drain_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// The server under test, in-process: `roaming::open_store` + `roaming::serve`.
+/// The server under test, in-process, built by `roaming::App` as `roaming serve` builds it.
 pub struct Server {
     pub endpoint: String,
     pub store: Store,
     signer: TokenSigner,
-    shutdown: Option<oneshot::Sender<()>>,
-    pub task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    running: RunningServer,
 }
 
 impl Server {
     /// Creates and migrates `database_url`'s database, then serves on 127.0.0.1:0.
-    pub async fn start(database_url: &str, options: &ServerOptions) -> Server {
-        let store = roaming::open_store(database_url, &options.pool)
+    pub async fn start(database_url: &str, config: &ServeConfig) -> Server {
+        let mut config = config.clone();
+        config.database.database_url = database_url.to_owned();
+        let app = roaming::App::from_config(config)
             .await
             .expect("open the store on the test PostgreSQL");
-        Self::serve(store, options).await
+        Self::run(app).await
     }
 
     /// Serves `store` (an existing database) on a new port.
-    pub async fn serve(store: Store, options: &ServerOptions) -> Server {
-        let app = roaming::App {
-            store: store.clone(),
-            auth: Arc::new(Authenticator::from_settings(Some(SECRET), None).unwrap()),
-            sealer: CursorSealer::derive(SECRET.as_bytes()),
-            clock: Arc::new(SystemClock),
-            services: vec![ServiceName::History, ServiceName::Conversation],
-            limits: Limits::default(),
-            list: roaming_conversation::ListSettings {
-                page_size: 10,
-                window_ms: 7 * roaming_testkit::DAY_MS,
-            },
-            drain_timeout: options.drain_timeout,
-            guard: options.guard,
-            max_message_bytes: 16 * 1024 * 1024,
-            max_connection_age: None,
-            keepalive_interval: Duration::from_secs(30),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(roaming::serve(app, listener, async {
-            let _ = rx.await;
-        }));
+    pub async fn serve(store: Store, config: &ServeConfig) -> Server {
+        Self::run(roaming::App::new(config.clone(), store).expect("a valid configuration")).await
+    }
+
+    async fn run(app: roaming::App) -> Server {
+        let store = app.store.clone();
+        let running = RunningServer::bind(app).await;
         Server {
-            endpoint: format!("http://{addr}"),
+            endpoint: running.endpoint.clone(),
             store,
             signer: TokenSigner::hs256(SECRET),
-            shutdown: Some(tx),
-            task: Some(task),
+            running,
         }
+    }
+
+    /// Whether the server task is still running.
+    pub fn is_running(&self) -> bool {
+        self.running.is_running()
+    }
+
+    /// Shuts down (if not begun yet) and waits until the server has stopped.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.running.stop().await
     }
 
     /// Begins the graceful shutdown (health NOT_SERVING, streams ended, calls drained).
     pub fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.running.begin_shutdown();
     }
 
     /// A token for `sub` (a service token when `service`).
@@ -185,15 +158,6 @@ impl Server {
             self.token("gateway", true),
             self.token(user, false),
         )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.begin_shutdown();
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
     }
 }
 

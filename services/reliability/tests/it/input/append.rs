@@ -1,10 +1,10 @@
 //! Generated AppendMessages requests (backend callers) and their validation.
 
 use super::fields::{bad_enum, bad_id, free_text, good_id, with_nul};
-use super::support::{Case, Expect, Who, backend_who};
+use super::support::{Case, Expect, Who, backend_who, parsed};
 use proptest::prelude::*;
+use roaming_domain::Limits;
 use roaming_proto::history::v1 as hpb;
-use roaming_store::Limits;
 use std::collections::{BTreeMap, HashMap};
 use tonic::Status;
 
@@ -104,9 +104,9 @@ pub fn append_case() -> BoxedStrategy<Case<hpb::AppendMessagesRequest>> {
 }
 
 pub fn validate_append(case: &Case<hpb::AppendMessagesRequest>) -> Result<(), Status> {
-    roaming_history::fuzzing::validate_append(
+    parsed(roaming_history::Append::parse(
         case.req.clone(),
         &case.who.caller(),
-        &Limits::default(),
-    )
+        &Limits::DEFAULT,
+    ))
 }

@@ -2,21 +2,17 @@
 
 use super::cursors::{cursor_choice, make_cursor};
 use super::fields::{bad_enum, conversation_field, group_field, id_list, ids_of};
-use super::support::{Case, Expect, NOW_MS, Who, backend_who, sealer, user_scoped_who};
+use super::support::{Case, Expect, NOW_MS, Who, backend_who, parsed, sealer, user_scoped_who};
 use proptest::prelude::*;
-use roaming_conversation::ListSettings;
+use roaming_conversation::{Change, ListSettings};
+use roaming_domain::Limits;
 use roaming_proto::common::v1::ConversationRef;
 use roaming_proto::conversation::v1 as cpb;
 use roaming_runtime::CursorSealer;
-use roaming_store::Limits;
-use roaming_testkit::DAY_MS;
 use tonic::Status;
 
 fn defaults() -> ListSettings {
-    ListSettings {
-        page_size: 10,
-        window_ms: 7 * DAY_MS,
-    }
+    ListSettings::DEFAULT
 }
 
 pub fn list_case() -> BoxedStrategy<Case<cpb::ListConversationsRequest>> {
@@ -68,19 +64,15 @@ pub fn list_case() -> BoxedStrategy<Case<cpb::ListConversationsRequest>> {
                 types: types.0,
             };
             let base = req.clone();
-            let limits = Limits::default();
-            let genuine = |s: &CursorSealer, p: i64| {
-                roaming_conversation::fuzzing::list_cursor(
-                    &base,
-                    defaults(),
-                    &limits,
-                    s,
-                    NOW_MS,
-                    activity.wrapping_add(p),
-                    &key,
-                )
-                .ok()
+            let limits = Limits::DEFAULT;
+            let list_cursor = |req: &cpb::ListConversationsRequest, s: &CursorSealer, at: i64| {
+                let caller = Who::User.caller();
+                roaming_conversation::List::parse(req, &caller, defaults(), &limits, s, NOW_MS)
+                    .ok()
+                    .map(|list| list.cursor_after(s, at, &key))
             };
+            let genuine =
+                |s: &CursorSealer, p: i64| list_cursor(&base, s, activity.wrapping_add(p));
             let foreign = |k: u8, p: i64| {
                 let mut v = base.clone();
                 if k == 2 && base.active_since_ms > 0 {
@@ -99,16 +91,7 @@ pub fn list_case() -> BoxedStrategy<Case<cpb::ListConversationsRequest>> {
                     kinds.dedup();
                     v.types = if kinds == [3] { vec![1] } else { vec![3] };
                 }
-                roaming_conversation::fuzzing::list_cursor(
-                    &v,
-                    defaults(),
-                    &limits,
-                    &sealer(),
-                    NOW_MS,
-                    p,
-                    &key,
-                )
-                .ok()
+                list_cursor(&v, &sealer(), p)
             };
             let (text, cursor_fault) = make_cursor(&cursor, genuine, foreign);
             req.cursor = text;
@@ -128,14 +111,14 @@ pub fn list_case() -> BoxedStrategy<Case<cpb::ListConversationsRequest>> {
 }
 
 pub fn validate_list(case: &Case<cpb::ListConversationsRequest>) -> Result<(), Status> {
-    roaming_conversation::fuzzing::validate_list(
+    parsed(roaming_conversation::List::parse(
         &case.req,
         &case.who.caller(),
         defaults(),
-        &Limits::default(),
+        &Limits::DEFAULT,
         &sealer(),
         NOW_MS,
-    )
+    ))
 }
 
 pub fn remove_conversation_case() -> BoxedStrategy<Case<cpb::RemoveConversationRequest>> {
@@ -179,7 +162,10 @@ pub fn remove_conversation_case() -> BoxedStrategy<Case<cpb::RemoveConversationR
 pub fn validate_remove_conversation(
     case: &Case<cpb::RemoveConversationRequest>,
 ) -> Result<(), Status> {
-    roaming_conversation::fuzzing::validate_remove_conversation(&case.req, &case.who.caller())
+    parsed(roaming_conversation::RemoveConversation::parse(
+        &case.req,
+        &case.who.caller(),
+    ))
 }
 
 pub fn members_case() -> BoxedStrategy<Case<(Option<ConversationRef>, Vec<String>)>> {
@@ -221,19 +207,25 @@ pub fn remove_members_req(
 pub fn validate_add_members(
     case: &Case<(Option<ConversationRef>, Vec<String>)>,
 ) -> Result<(), Status> {
-    roaming_conversation::fuzzing::validate_add_members(
-        &add_members_req(case),
+    let req = add_members_req(case);
+    parsed(roaming_conversation::Members::parse(
+        Change::Add,
+        req.conversation.as_ref(),
+        &req.user_ids,
         &case.who.caller(),
-        &Limits::default(),
-    )
+        &Limits::DEFAULT,
+    ))
 }
 
 pub fn validate_remove_members(
     case: &Case<(Option<ConversationRef>, Vec<String>)>,
 ) -> Result<(), Status> {
-    roaming_conversation::fuzzing::validate_remove_members(
-        &remove_members_req(case),
+    let req = remove_members_req(case);
+    parsed(roaming_conversation::Members::parse(
+        Change::Remove,
+        req.conversation.as_ref(),
+        &req.user_ids,
         &case.who.caller(),
-        &Limits::default(),
-    )
+        &Limits::DEFAULT,
+    ))
 }

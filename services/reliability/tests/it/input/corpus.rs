@@ -30,9 +30,9 @@ fn the_fuzz_corpus_replays_through_the_fuzz_targets() {
     ] {
         let text = std::fs::read_to_string(root.join(target).join(file)).unwrap();
         let opened = if target == "history_cursor" {
-            roaming_history::fuzzing::open_cursor(&sealer, &text)
+            roaming_history::cursor::open(&sealer, &text)
         } else {
-            roaming_conversation::fuzzing::open_cursor(&sealer, &text)
+            roaming_conversation::cursor::open(&sealer, &text)
         };
         assert!(opened.is_ok(), "{target}/{file}: {opened:?}");
     }

@@ -2,11 +2,11 @@
 
 use super::cursors::{cursor_choice, make_cursor};
 use super::fields::{bad_enum, conversation_field, id_list, msg_id_field};
-use super::support::{Case, Expect, NOW_MS, Who, sealer, user_scoped_who};
+use super::support::{Case, Expect, NOW_MS, Who, parsed, sealer, user_scoped_who};
 use proptest::prelude::*;
+use roaming_domain::Limits;
 use roaming_proto::history::v1 as hpb;
 use roaming_runtime::CursorSealer;
-use roaming_store::Limits;
 use tonic::Status;
 
 fn time_field(field: &'static str) -> BoxedStrategy<(Option<i64>, Vec<String>)> {
@@ -90,11 +90,12 @@ pub fn fetch_case() -> BoxedStrategy<Case<hpb::FetchHistoryRequest>> {
                     types: types.0,
                 };
                 let caller = who.caller();
-                let limits = Limits::default();
+                let limits = Limits::DEFAULT;
                 let base = req.clone();
                 let genuine = |s: &CursorSealer, p: i64| {
-                    roaming_history::fuzzing::fetch_cursor(base.clone(), &caller, &limits, s, p)
+                    roaming_history::Fetch::parse(base.clone(), &caller, &limits, s)
                         .ok()
+                        .map(|f| f.cursor_at(s, p))
                 };
                 let foreign = |k: u8, p: i64| {
                     let mut v = base.clone();
@@ -111,7 +112,9 @@ pub fn fetch_case() -> BoxedStrategy<Case<hpb::FetchHistoryRequest>> {
                             v.end_time_ms = Some(v.end_time_ms.map_or(NOW_MS * 3, |e| e + 1));
                         }
                     }
-                    roaming_history::fuzzing::fetch_cursor(v, &caller, &limits, &sealer(), p).ok()
+                    roaming_history::Fetch::parse(v, &caller, &limits, &sealer())
+                        .ok()
+                        .map(|f| f.cursor_at(&sealer(), p))
                 };
                 let (cursor_text, cursor_fault) = make_cursor(&cursor, genuine, foreign);
                 req.cursor = cursor_text;
@@ -138,10 +141,10 @@ pub fn fetch_case() -> BoxedStrategy<Case<hpb::FetchHistoryRequest>> {
 }
 
 pub fn validate_fetch(case: &Case<hpb::FetchHistoryRequest>) -> Result<(), Status> {
-    roaming_history::fuzzing::validate_fetch(
+    parsed(roaming_history::Fetch::parse(
         case.req.clone(),
         &case.who.caller(),
-        &Limits::default(),
+        &Limits::DEFAULT,
         &sealer(),
-    )
+    ))
 }

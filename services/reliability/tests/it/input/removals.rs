@@ -1,10 +1,10 @@
 //! Generated RemoveMessages and RemoveMessagesBefore requests and their validation.
 
 use super::fields::{conversation_field, msg_id_field};
-use super::support::{Case, Expect, Who, user_scoped_who};
+use super::support::{Case, Expect, Who, parsed, user_scoped_who};
 use proptest::prelude::*;
+use roaming_domain::Limits;
 use roaming_proto::history::v1 as hpb;
-use roaming_store::Limits;
 use tonic::Status;
 
 pub fn remove_case() -> BoxedStrategy<Case<hpb::RemoveMessagesRequest>> {
@@ -37,7 +37,11 @@ pub fn remove_case() -> BoxedStrategy<Case<hpb::RemoveMessagesRequest>> {
 }
 
 pub fn validate_remove(case: &Case<hpb::RemoveMessagesRequest>) -> Result<(), Status> {
-    roaming_history::fuzzing::validate_remove(&case.req, &case.who.caller(), &Limits::default())
+    parsed(roaming_history::RemoveIds::parse(
+        case.req.clone(),
+        &case.who.caller(),
+        &Limits::DEFAULT,
+    ))
 }
 
 pub fn remove_before_case() -> BoxedStrategy<Case<hpb::RemoveMessagesBeforeRequest>> {
@@ -66,5 +70,8 @@ pub fn remove_before_case() -> BoxedStrategy<Case<hpb::RemoveMessagesBeforeReque
 }
 
 pub fn validate_remove_before(case: &Case<hpb::RemoveMessagesBeforeRequest>) -> Result<(), Status> {
-    roaming_history::fuzzing::validate_remove_before(&case.req, &case.who.caller())
+    parsed(roaming_history::RemoveBefore::parse(
+        case.req.clone(),
+        &case.who.caller(),
+    ))
 }

@@ -1,8 +1,8 @@
 //! What the bad-input tests share: the server's clock and key, callers, expectations, fingerprint.
 
 use proptest::prelude::*;
+use roaming_domain::UserId;
 use roaming_runtime::{Caller, CursorSealer};
-use roaming_store::UserId;
 use roaming_testkit::SECRET;
 
 /// The test server's clock (TestApp's ManualClock starts here).
@@ -106,4 +106,9 @@ pub async fn fingerprint(sql: &tokio_postgres::Client) -> Vec<String> {
         .await
         .unwrap();
     (0..5).map(|i| row.get::<_, String>(i)).collect()
+}
+
+/// The outcome of a handler's `parse` as the call's status would be (the command dropped).
+pub fn parsed<T>(result: Result<T, roaming_runtime::ApiError>) -> Result<(), tonic::Status> {
+    result.map(|_| ()).map_err(tonic::Status::from)
 }

@@ -8,47 +8,19 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use roaming_proto::common::v1::ConversationType;
 use roaming_proto::conversation::v1 as cpb;
 use roaming_proto::history::v1 as hpb;
+use roaming_runtime::TokenSigner;
 use roaming_runtime::auth::now_secs;
-use roaming_runtime::{Authenticator, CursorSealer, TokenSigner};
-use roaming_testkit::{TestApp, TestOptions, new_message, peer};
-use std::sync::Arc;
+use roaming_testkit::{RunningServer, TestApp, new_message, peer};
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tonic::Code;
 
 /// A second server over a test's database whose tokens are verified with a public key.
-struct KeyServer {
-    endpoint: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl KeyServer {
-    async fn start(app: &TestApp, public_pem: &str) -> Self {
-        let mut config = TestOptions::default().build_app(app.store.clone(), app.clock.clone());
-        config.auth = Arc::new(Authenticator::from_settings(None, Some(public_pem)).unwrap());
-        config.sealer = CursorSealer::derive(public_pem.as_bytes());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(roaming::serve(config, listener, async {
-            let _ = rx.await;
-        }));
-        Self {
-            endpoint: format!("http://{addr}"),
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-    }
+async fn key_server(app: &TestApp, public_pem: &str) -> RunningServer {
+    let mut config = app.config.clone();
+    config.keys.jwt_secret = None;
+    config.keys.jwt_public_key = Some(public_pem.to_owned());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    app.serve_also(config, listener)
 }
 
 async fn public_key_configuration(
@@ -60,7 +32,7 @@ async fn public_key_configuration(
 ) {
     let (private, public, other, foreign) = (key(private), key(public), key(other), key(foreign));
     let app = TestApp::spawn().await;
-    let server = KeyServer::start(&app, &public).await;
+    let mut server = key_server(&app, &public).await;
     let raw = Raw::connect(&server.endpoint).await;
     let sql = app.sql().await;
 
@@ -151,7 +123,7 @@ async fn public_key_configuration(
          nothing written",
         forged.len()
     );
-    server.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), server.stop()).await;
 }
 
 #[tokio::test]

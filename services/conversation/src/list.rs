@@ -1,0 +1,142 @@
+//! ListConversations: parse the request (page size, window, kinds, cursor), then read one
+//! page of the caller's list.
+
+use crate::cursor::{ListCursor, kinds_fingerprint};
+use roaming_domain::{ConversationKind, Limits, UserId};
+use roaming_proto::conversation::v1 as pb;
+use roaming_runtime::{ApiError, Caller, CursorSealer, convert};
+use roaming_store::{ListQuery, Store};
+use std::time::Duration;
+
+/// What ListConversations defaults to (server settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListSettings {
+    /// Page size when the request says 0.
+    pub page_size: u32,
+    /// The activity window when `active_since_ms` is 0.
+    pub window: Duration,
+}
+
+impl ListSettings {
+    /// The defaults: 10 conversations active within the last 7 days.
+    pub const DEFAULT: ListSettings = ListSettings {
+        page_size: 10,
+        window: Duration::from_secs(7 * 24 * 3600),
+    };
+}
+
+impl Default for ListSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A validated ListConversations call.
+#[derive(Debug, Clone)]
+pub struct List {
+    user: UserId,
+    query: ListQuery,
+    /// Fingerprint of the kinds, for the next cursor.
+    kinds: [u8; 8],
+}
+
+impl List {
+    /// Checks the acting user, the page size, the window, the kinds and the cursor; the
+    /// window's start is `now_ms` minus the default window unless the request or its cursor
+    /// fixes it.
+    pub fn parse(
+        req: &pb::ListConversationsRequest,
+        caller: &Caller,
+        settings: ListSettings,
+        limits: &Limits,
+        sealer: &CursorSealer,
+        now_ms: i64,
+    ) -> Result<Self, ApiError> {
+        let user = caller.user()?;
+        let limit = match req.page_size {
+            0 => settings.page_size.min(limits.max_conversation_page),
+            n if n > limits.max_conversation_page => {
+                return Err(ApiError::invalid(
+                    "page_size",
+                    format!("must be at most {}", limits.max_conversation_page),
+                ));
+            }
+            n => n,
+        };
+        if req.active_since_ms < 0 {
+            return Err(ApiError::invalid("active_since_ms", "must not be negative"));
+        }
+        let mut kinds = Vec::new();
+        for (i, t) in req.types.iter().enumerate() {
+            let kind = ConversationKind::from_i32(&format!("types[{i}]"), *t)?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        if kinds.is_empty() {
+            kinds = vec![ConversationKind::Peer, ConversationKind::Group];
+        }
+        let kinds_fp = kinds_fingerprint(&kinds);
+        let window_ms = i64::try_from(settings.window.as_millis()).unwrap_or(i64::MAX);
+        let mut active_since_ms = if req.active_since_ms == 0 {
+            now_ms.saturating_sub(window_ms)
+        } else {
+            req.active_since_ms
+        };
+        let mut after = None;
+        if !req.cursor.is_empty() {
+            let cursor = ListCursor::resume(sealer, &req.cursor, kinds_fp, req.active_since_ms)?;
+            // The window is the first page's, so later pages neither gain nor lose entries as
+            // the clock moves.
+            active_since_ms = cursor.active_since_ms;
+            after = Some((cursor.last_activity_ms, cursor.key));
+        }
+        Ok(Self {
+            user,
+            query: ListQuery {
+                kinds,
+                active_since_ms,
+                after,
+                limit,
+            },
+            kinds: kinds_fp,
+        })
+    }
+
+    /// The cursor a page of this listing carries when its last entry is
+    /// `(last_activity_ms, key)`.
+    pub fn cursor_after(&self, sealer: &CursorSealer, last_activity_ms: i64, key: &str) -> String {
+        ListCursor {
+            kinds: self.kinds,
+            active_since_ms: self.query.active_since_ms,
+            last_activity_ms,
+            key: key.to_owned(),
+        }
+        .seal(sealer)
+    }
+
+    /// Reads the page.
+    pub(crate) async fn execute(
+        self,
+        store: &Store,
+        sealer: &CursorSealer,
+    ) -> Result<pb::ListConversationsResponse, ApiError> {
+        let (entries, more) = store.list_conversations(&self.user, &self.query).await?;
+        let next_cursor = match entries.last() {
+            Some(last) if more => self.cursor_after(sealer, last.last_activity_ms, &last.key),
+            _ => String::new(),
+        };
+        let conversations = entries
+            .into_iter()
+            .map(|e| pb::Conversation {
+                conversation: Some(convert::conversation_ref(&e.conversation, &self.user)),
+                last_message: Some(convert::message(e.last_message, &self.user)),
+                last_activity_ms: e.last_activity_ms,
+            })
+            .collect();
+        Ok(pb::ListConversationsResponse {
+            conversations,
+            next_cursor,
+        })
+    }
+}
