@@ -30,6 +30,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
+        Error::from_postgres(&err)
+    }
+}
+
+impl Error {
+    /// Classifies a driver error seen by reference (as when another library wraps it, like
+    /// the migration runner's errors): the same rules as `From<tokio_postgres::Error>`.
+    pub(crate) fn from_postgres(err: &tokio_postgres::Error) -> Self {
         if err.is_closed() {
             return Error::Unavailable(err.to_string());
         }
@@ -47,7 +55,7 @@ impl From<tokio_postgres::Error> for Error {
             };
         }
         // No server error attached: an I/O or protocol failure on the connection.
-        let io = std::error::Error::source(&err)
+        let io = std::error::Error::source(err)
             .map(|s| s.is::<std::io::Error>())
             .unwrap_or(false);
         if io {
