@@ -4,6 +4,7 @@
 use roaming_testkit as helpers;
 
 mod auth;
+mod config;
 mod conversation_list;
 mod conversation_membership;
 mod conversation_removal;
@@ -13,3 +14,4 @@ mod history_fetch;
 mod history_remove;
 mod protection;
 mod server;
+mod tracing_spans;
