@@ -266,11 +266,7 @@ fn render(json: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {
             .unwrap_or_default()
     });
     std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("results.md"),
-        report::markdown(&report, "results.svg"),
-    )?;
-    std::fs::write(out.join("results.svg"), report::svg(&report))?;
+    report::write_files(&report, &out)?;
     println!("wrote {0}/results.md and {0}/results.svg", out.display());
     Ok(())
 }
@@ -362,12 +358,12 @@ impl Bench<'_> {
         stored: u64,
         service: Op,
         ceiling: Option<(Op, &'static str)>,
-        store_sql: Option<Op>,
+        store_api: Option<Op>,
         after_ceiling: Option<Arc<Mutex<scenarios::Touched>>>,
     ) -> anyhow::Result<()> {
         let bounds = self.settings.bounds;
         let service = runner::run(concurrency, bounds, &self.probes, service).await;
-        let store_sql = match store_sql {
+        let store_sql = match store_api {
             Some(op) => Some(runner::run(concurrency, bounds, &self.probes, op).await),
             None => None,
         };
@@ -401,6 +397,11 @@ impl Bench<'_> {
             service,
             ceiling,
             ceiling_is: ceiling_is.to_owned(),
+            store_is: if store_sql.is_some() {
+                report::STORE_API.to_owned()
+            } else {
+                String::new()
+            },
             store_sql,
             ratio,
         });
@@ -573,6 +574,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
             workload: workload.clone(),
             clients: clients.clone(),
             pool: pool.clone(),
+            store: roaming_store::Store::new(pool.clone()),
             seed: settings.args.seed ^ (i as u64) << 20,
             nonce: nonce.clone(),
             ids: std::sync::atomic::AtomicU64::new((i as u64) << 40),
@@ -639,10 +641,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
                             ctx.ceiling_read(read),
                             "store SQL, prepared, same pool size",
                         )),
-                        match read {
-                            Read::List { .. } => None,
-                            _ => Some(ctx.store_sql_read(read)),
-                        },
+                        Some(ctx.store_read(read)),
                         None,
                     )
                     .await?;
@@ -668,7 +667,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
                                 ctx.raw_insert(write, cell_no, touched.clone()),
                                 "raw INSERT, autocommit, same pool size",
                             )),
-                            Some(ctx.store_sql_write(write)),
+                            Some(ctx.store_write(write)),
                             Some(touched),
                         )
                         .await?;
@@ -708,9 +707,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
         out.join("results.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
-    let md = report::markdown(&report, "results.svg");
-    std::fs::write(out.join("results.md"), &md)?;
-    std::fs::write(out.join("results.svg"), report::svg(&report))?;
+    let md = report::write_files(&report, out)?;
     println!("\n{md}");
     println!(
         "wrote {0}/results.json, {0}/results.md, {0}/results.svg",

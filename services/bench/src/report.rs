@@ -1,9 +1,13 @@
 //! The run's results: JSON, a markdown table, the verdict on each target, and an SVG chart
-//! written by hand (latency vs stored messages; service vs ceiling).
+//! drawn with plotters (latency vs stored messages; service vs ceiling).
 
 use crate::load::LoadReport;
 use crate::procfs::Machine;
 use crate::runner::Measured;
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,9 +29,13 @@ pub struct Cell {
     pub ceiling: Option<Measured>,
     /// What the ceiling is.
     pub ceiling_is: String,
-    /// The store's statements issued directly as the store issues them (reads: view and
-    /// anchor unprepared; writes: the append transaction, prepared).
+    /// The same calls through the store alone, without gRPC, the server and the client (see
+    /// `store_is`; the field keeps its name so that earlier runs' JSON still renders).
     pub store_sql: Option<Measured>,
+    /// What `store_sql` measured ([`STORE_API`]; empty in runs before it, which replayed the
+    /// store's statements, [`STORE_SQL_AS_ISSUED`]).
+    #[serde(default)]
+    pub store_is: String,
     /// Service / ceiling throughput (ops/s for reads, messages/s for writes).
     pub ratio: Option<f64>,
 }
@@ -42,6 +50,16 @@ impl Cell {
         }
     }
 }
+
+/// What a cell's `store_sql` figure is now: the store's own calls in the bench process.
+pub const STORE_API: &str = "the store's own API called in the bench process \
+     (`roaming_store::Store`: `anchor_seq` + `fetch_page`, `list_conversations`, `append`), \
+     on a pool of the same size";
+
+/// What it was in runs whose cells have no `store_is`.
+pub const STORE_SQL_AS_ISSUED: &str = "the store's statements issued directly as the store \
+     issued them then (reads: the view and anchor lookups unprepared, the page prepared; \
+     writes: BEGIN, lock, duplicate check, bump + INSERT, COMMIT, prepared)";
 
 /// One load stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -438,17 +456,19 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
 
     let with_store_sql: Vec<&Cell> = r.cells.iter().filter(|c| c.store_sql.is_some()).collect();
     if !with_store_sql.is_empty() {
+        let what = match with_store_sql[0].store_is.as_str() {
+            "" => STORE_SQL_AS_ISSUED,
+            is => is,
+        };
         let _ = writeln!(
             s,
-            "\nWhere the gap is: the store's statements issued directly *as the store issues \
-             them* (reads: the view and anchor lookups unprepared, the page prepared; writes: \
-             BEGIN, lock, duplicate check, bump + INSERT, COMMIT, prepared) sit between the \
-             ceiling and the service. Ceiling → as issued: cost of the statement protocol; as \
-             issued → service: cost of gRPC, the server and the client.\n"
+            "\nWhere the gap is: between the ceiling and the service, the same calls through \
+             {what}. Ceiling → store: what the store adds to its SQL; store → service: cost of \
+             gRPC, the server and the client.\n"
         );
         let _ = writeln!(
             s,
-            "| scenario | stored | C | service /s | store SQL as issued /s | ceiling /s | as issued p50 | as issued p99 |"
+            "| scenario | stored | C | service /s | store /s | ceiling /s | store p50 | store p99 |"
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for c in with_store_sql {
@@ -525,264 +545,415 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
     s
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// The chart's size in pixels.
+const CHART: (u32, u32) = (1100, 540);
+
+/// Fonts the SVG names; whatever renders it picks one. The chart never loads a font: plotters
+/// (without its font features) estimates text extents from the character count.
+const FONT: &str = "Helvetica, Arial, sans-serif";
+
+const SERVICE_C1: RGBColor = RGBColor(0x1f, 0x5f, 0xbf);
+const SERVICE_C16: RGBColor = RGBColor(0x7f, 0xb0, 0xff);
+const CEILING_C1: RGBColor = RGBColor(0xc0, 0x58, 0x0a);
+const CEILING_C16: RGBColor = RGBColor(0xf2, 0xa6, 0x5a);
+const WRITE: RGBColor = RGBColor(0x2a, 0x9d, 0x5b);
+const TARGET: RGBColor = RGBColor(0xcc, 0x00, 0x00);
+const FRAME: RGBColor = RGBColor(0x99, 0x99, 0x99);
+const GRID: RGBColor = RGBColor(0xe6, 0xe6, 0xe6);
+const NOTE: RGBColor = RGBColor(0x44, 0x44, 0x44);
+
+/// One line of the latency panel.
+struct Series {
+    label: &'static str,
+    concurrency: usize,
+    ceiling: bool,
+    p99: bool,
+    colour: RGBColor,
+}
+
+const SERIES: [Series; 8] = [
+    Series {
+        label: "service C=1 p50",
+        concurrency: 1,
+        ceiling: false,
+        p99: false,
+        colour: SERVICE_C1,
+    },
+    Series {
+        label: "service C=1 p99",
+        concurrency: 1,
+        ceiling: false,
+        p99: true,
+        colour: SERVICE_C1,
+    },
+    Series {
+        label: "service C=16 p50",
+        concurrency: 16,
+        ceiling: false,
+        p99: false,
+        colour: SERVICE_C16,
+    },
+    Series {
+        label: "service C=16 p99",
+        concurrency: 16,
+        ceiling: false,
+        p99: true,
+        colour: SERVICE_C16,
+    },
+    Series {
+        label: "ceiling C=1 p50",
+        concurrency: 1,
+        ceiling: true,
+        p99: false,
+        colour: CEILING_C1,
+    },
+    Series {
+        label: "ceiling C=1 p99",
+        concurrency: 1,
+        ceiling: true,
+        p99: true,
+        colour: CEILING_C1,
+    },
+    Series {
+        label: "ceiling C=16 p50",
+        concurrency: 16,
+        ceiling: true,
+        p99: false,
+        colour: CEILING_C16,
+    },
+    Series {
+        label: "ceiling C=16 p99",
+        concurrency: 16,
+        ceiling: true,
+        p99: true,
+        colour: CEILING_C16,
+    },
+];
+
+impl Series {
+    /// This series' latency in `c`, ms.
+    fn value(&self, c: &Cell) -> Option<f64> {
+        let m = if self.ceiling {
+            c.ceiling.as_ref()?
+        } else {
+            &c.service
+        };
+        Some(if self.p99 {
+            m.latency.p99_ms
+        } else {
+            m.latency.p50_ms
+        })
+    }
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// A text style of `px` pixels (plotters writes `font-size` as its size / 1.24).
+fn text(px: f64, colour: &'static RGBColor) -> TextStyle<'static> {
+    (FONT, px * 1.24).into_font().color(colour)
+}
+
+fn bold(px: f64) -> TextStyle<'static> {
+    (FONT, px * 1.24, FontStyle::Bold).into_font().color(&BLACK)
+}
+
+/// A panel's title and the line under it, at `x` from the left edge.
+fn title(root: &Area, x: i32, title: &str, subtitle: &str) -> anyhow::Result<()> {
+    root.draw(&Text::new(title.to_owned(), (x, 10), bold(14.0)))?;
+    root.draw(&Text::new(subtitle.to_owned(), (x, 28), text(12.0, &NOTE)))?;
+    Ok(())
 }
 
 /// The chart: left, history-page latency against stored messages (both axes log scale);
 /// right, service throughput as a fraction of its ceiling per scenario at C=16.
-pub fn svg(r: &Report) -> String {
-    let (w, h) = (1100.0, 540.0);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="Helvetica, Arial, sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+pub fn svg(r: &Report) -> anyhow::Result<String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, CHART).into_drawing_area();
+        root.fill(&WHITE)?;
+        latency_panel(r, &root)?;
+        ratio_panel(r, &root)?;
+        root.draw(&Text::new(
+            format!(
+                "{} · {} × {} · {}",
+                r.date, r.machine.nproc, r.machine.cpu_model, r.command
+            ),
+            (30, CHART.1 as i32 - 22),
+            text(11.0, &RGBColor(0x55, 0x55, 0x55)),
+        ))?;
+        root.present()?;
+    }
+    Ok(out)
+}
 
-    // Left panel.
-    let (x0, y0, pw, ph) = (70.0, 50.0, 400.0, 330.0);
-    let _ = writeln!(
-        s,
-        r##"<text x="{}" y="22" font-size="14" font-weight="bold">History page of 50 (backward, random anchor)</text><text x="{}" y="38" font-size="12" fill="#444">latency vs stored messages, both axes log scale</text>"##,
-        x0 - 40.0,
-        x0 - 40.0
-    );
-    let series: Vec<(&str, usize, bool, &str, bool)> = vec![
-        // label, concurrency, ceiling?, colour, p99?
-        ("service C=1 p50", 1, false, "#1f5fbf", false),
-        ("service C=1 p99", 1, false, "#1f5fbf", true),
-        ("service C=16 p50", 16, false, "#7fb0ff", false),
-        ("service C=16 p99", 16, false, "#7fb0ff", true),
-        ("ceiling C=1 p50", 1, true, "#c0580a", false),
-        ("ceiling C=1 p99", 1, true, "#c0580a", true),
-        ("ceiling C=16 p50", 16, true, "#f2a65a", false),
-        ("ceiling C=16 p99", 16, true, "#f2a65a", true),
-    ];
+/// Left panel: `history_page_50_backward` latency, p50 and p99, service and ceiling, C=1
+/// and C=16, against stored messages; the legend below it.
+fn latency_panel(r: &Report, root: &Area) -> anyhow::Result<()> {
+    title(
+        root,
+        30,
+        "History page of 50 (backward, random anchor)",
+        "latency vs stored messages, both axes log scale",
+    )?;
     let cells: Vec<&Cell> = r
         .cells
         .iter()
         .filter(|c| c.scenario == "history_page_50_backward")
         .collect();
-    let value = |c: &Cell, ceiling: bool, p99: bool| -> Option<f64> {
-        let m = if ceiling {
-            c.ceiling.as_ref()?
-        } else {
-            &c.service
-        };
-        Some(if p99 {
-            m.latency.p99_ms
-        } else {
-            m.latency.p50_ms
-        })
-    };
     let mut xs: Vec<u64> = cells.iter().map(|c| c.stored_messages).collect();
     xs.sort_unstable();
     xs.dedup();
     let values: Vec<f64> = cells
         .iter()
         .filter(|c| c.concurrency <= 16)
-        .flat_map(|c| {
-            [
-                value(c, false, true),
-                value(c, true, true),
-                value(c, false, false),
-                value(c, true, false),
-            ]
-        })
-        .flatten()
+        .flat_map(|c| SERIES.iter().filter_map(|s| s.value(c)))
         .filter(|v| *v > 0.0)
         .collect();
     let ymin = values.iter().copied().fold(f64::MAX, f64::min).min(1.0);
     let ymax = values.iter().copied().fold(0.0, f64::max).max(1.0);
-    let (ly_min, ly_max) = (
-        (ymin.log10()).floor(),
-        (ymax.log10()).ceil().max(ymin.log10().floor() + 1.0),
+    let decades = (
+        ymin.log10().floor(),
+        ymax.log10().ceil().max(ymin.log10().floor() + 1.0),
     );
-    let (lx_min, lx_max) = match (xs.first(), xs.last()) {
-        (Some(&a), Some(&b)) if b > a => ((a as f64).log10(), (b as f64).log10()),
-        (Some(&a), _) => ((a as f64).log10() - 0.5, (a as f64).log10() + 0.5),
-        _ => (4.0, 7.0),
-    };
-    let px = |n: u64| x0 + pw * (((n as f64).log10() - lx_min) / (lx_max - lx_min));
-    let py = |v: f64| y0 + ph - ph * ((v.max(1e-6).log10() - ly_min) / (ly_max - ly_min));
-    let _ = writeln!(
-        s,
-        r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
-    );
-    let mut decade = ly_min;
-    while decade <= ly_max + 1e-9 {
+    let (y_lo, y_hi) = (10f64.powf(decades.0), 10f64.powf(decades.1));
+    let mut y_ticks = Vec::new();
+    let mut decade = decades.0;
+    while decade <= decades.1 {
         for m in [1.0, 2.0, 5.0] {
             let v = 10f64.powf(decade) * m;
-            if v.log10() > ly_max + 1e-9 {
-                continue;
+            if v <= y_hi * (1.0 + 1e-9) {
+                y_ticks.push(v);
             }
-            let y = py(v);
-            let stroke = if m == 1.0 { "#ddd" } else { "#f2f2f2" };
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x0}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{stroke}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-                x0 + pw,
-                x0 - 6.0,
-                y + 4.0,
-                ms(v)
-            );
         }
         decade += 1.0;
     }
-    for &n in &xs {
-        let x = px(n);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            y0 + ph,
-            y0 + ph + 16.0,
-            human(n)
-        );
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">stored messages</text>"#,
-        x0 + pw / 2.0,
-        y0 + ph + 32.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="18" y="{:.1}" transform="rotate(-90 18 {:.1})" text-anchor="middle">latency, ms</text>"#,
-        y0 + ph / 2.0,
-        y0 + ph / 2.0
-    );
-    for (i, (label, conc, ceiling, colour, p99)) in series.iter().enumerate() {
-        let mut points: Vec<(f64, f64)> = Vec::new();
-        for &n in &xs {
-            let found = cells
-                .iter()
-                .find(|c| c.stored_messages == n && c.concurrency == *conc)
-                .and_then(|c| value(c, *ceiling, *p99));
-            if let Some(v) = found {
-                points.push((px(n), py(v)));
-            }
-        }
-        let dash = if *p99 {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
-        let path: Vec<String> = points
-            .iter()
-            .map(|(x, y)| format!("{x:.1},{y:.1}"))
-            .collect();
-        if !path.is_empty() {
-            let _ = writeln!(
-                s,
-                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"#,
-                path.join(" ")
-            );
-            for (x, y) in &points {
-                let _ = writeln!(
-                    s,
-                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"/>"#
-                );
-            }
-        }
-        // Legend below the plot, two columns.
-        let lx = x0 + 200.0 * (i / 4) as f64;
-        let ly = y0 + ph + 52.0 + 16.0 * (i % 4) as f64;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{label}</text>"#,
-            lx + 22.0,
-            lx + 28.0,
-            ly + 4.0
-        );
-    }
+    let (x_lo, x_hi) = match (xs.first(), xs.last()) {
+        (Some(&a), Some(&b)) if b > a => (a as f64, b as f64),
+        (Some(&a), _) => (a as f64 / 10f64.sqrt(), a as f64 * 10f64.sqrt()),
+        _ => (1e4, 1e7),
+    };
 
-    // Right panel: service / ceiling at C=16.
+    let area = root.clone().shrink((12, 44), (468, 380));
+    let mut chart = ChartBuilder::on(&area)
+        .margin_top(6)
+        .margin_right(10)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(
+            (x_lo..x_hi)
+                .log_scale()
+                .with_key_points(xs.iter().map(|&n| n as f64).collect()),
+            (y_lo..y_hi).log_scale().with_key_points(y_ticks),
+        )?;
+    chart
+        .configure_mesh()
+        .bold_line_style(GRID)
+        .axis_style(FRAME)
+        .label_style(text(12.0, &BLACK))
+        .axis_desc_style(text(12.0, &BLACK))
+        .x_label_formatter(&|v| human(v.round() as u64))
+        .y_label_formatter(&|v| ms(*v))
+        .x_desc("stored messages")
+        .y_desc("latency, ms")
+        .draw()?;
+    chart.plotting_area().draw(&Rectangle::new(
+        [(x_lo, y_lo), (x_hi, y_hi)],
+        FRAME.stroke_width(1),
+    ))?;
+
+    let legend_top = 436;
+    for (i, s) in SERIES.iter().enumerate() {
+        let points: Vec<(f64, f64)> = xs
+            .iter()
+            .filter_map(|&n| {
+                let c = cells
+                    .iter()
+                    .find(|c| c.stored_messages == n && c.concurrency == s.concurrency)?;
+                let v = s.value(c).filter(|v| *v > 0.0)?;
+                Some((n as f64, v))
+            })
+            .collect();
+        let line = s.colour.stroke_width(2);
+        if s.p99 {
+            chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, line))?;
+        } else {
+            chart.draw_series(LineSeries::new(points.clone(), line))?;
+        }
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, s.colour.filled())))?;
+
+        // Legend below the plot, two columns of four.
+        let x = 70 + 200 * (i / 4) as i32;
+        let y = legend_top + 16 * (i % 4) as i32;
+        if s.p99 {
+            root.draw(&DashedPathElement::new(
+                vec![(x, y), (x + 22, y)],
+                6,
+                4,
+                line,
+            ))?;
+        } else {
+            root.draw(&PathElement::new(vec![(x, y), (x + 22, y)], line))?;
+        }
+        root.draw(&Text::new(
+            s.label,
+            (x + 28, y),
+            text(12.0, &BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Right panel: service ÷ ceiling throughput of every scenario with a ceiling at C=16 and the
+/// top stage, one bar each, with the targets' thresholds.
+fn ratio_panel(r: &Report, root: &Area) -> anyhow::Result<()> {
     let top = r.stages.last().map_or(0, |s| s.stored_messages);
+    title(
+        root,
+        560,
+        &format!("Service ÷ ceiling throughput, C=16, {} stored", human(top)),
+        "reads: the store's SQL issued directly; writes: the raw INSERT",
+    )?;
     let rows: Vec<&Cell> = r
         .cells
         .iter()
         .filter(|c| c.stored_messages == top && c.concurrency == 16 && c.ceiling.is_some())
         .collect();
-    let (bx, by, bw) = (760.0, 50.0, 300.0);
-    let _ = writeln!(
-        s,
-        r##"<text x="{:.1}" y="22" font-size="14" font-weight="bold">Service ÷ ceiling throughput, C=16, {} stored</text><text x="{:.1}" y="38" font-size="12" fill="#444">reads: the store's SQL issued directly; writes: the raw INSERT</text>"##,
-        bx - 200.0,
-        human(top),
-        bx - 200.0
-    );
-    let row_h = 30.0;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = rows.len() as f64;
     let scale_max = rows
         .iter()
         .filter_map(|c| c.ratio)
         .fold(1.0, f64::max)
         .max(1.0);
-    let bxv = |v: f64| bx + bw * v / scale_max;
-    for k in 0..=4 {
-        let v = scale_max * k as f64 / 4.0;
-        let x = bxv(v);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{by}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{v:.2}</text>"##,
-            by + row_h * rows.len() as f64,
-            by + row_h * rows.len() as f64 + 16.0
-        );
+    // Row i spans y in [n - i - 1, n - i], top row first.
+    let row_top = |i: usize| n - i as f64;
+    const ROW_PX: u32 = 30;
+
+    let area = root
+        .clone()
+        .shrink((560, 44), (520, ROW_PX * rows.len() as u32 + 6 + 24));
+    let mut chart = ChartBuilder::on(&area)
+        .margin_top(6)
+        .margin_right(20)
+        .x_label_area_size(24)
+        .y_label_area_size(200)
+        .build_cartesian_2d(0.0..scale_max, 0.0..n)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_labels(6)
+        .bold_line_style(RGBColor(0xee, 0xee, 0xee))
+        .light_line_style(TRANSPARENT)
+        .axis_style(FRAME)
+        .label_style(text(12.0, &BLACK))
+        .x_label_formatter(&|v| format!("{v:.2}"))
+        .draw()?;
+
+    for (target, label, below) in [(0.8, "0.8 (reads)", 30), (0.7, "0.7 (append)", 42)] {
+        chart.draw_series(DashedLineSeries::new(
+            [(target, 0.0), (target, n)],
+            3,
+            3,
+            TARGET.stroke_width(1),
+        ))?;
+        let (x, y) = chart.backend_coord(&(target, 0.0));
+        root.draw(&Text::new(
+            label,
+            (x, y + below - 6),
+            text(10.0, &TARGET).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))?;
     }
-    for (target, label) in [(0.8, "0.8 (reads)"), (0.7, "0.7 (append)")] {
-        let x = bxv(target);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#c00" stroke-dasharray="3 3"/><text x="{x:.1}" y="{:.1}" fill="#c00" text-anchor="middle" font-size="10">{label}</text>"##,
-            by - 6.0,
-            by + row_h * rows.len() as f64,
-            by + row_h * rows.len() as f64 + 30.0 + if target < 0.75 { 12.0 } else { 0.0 }
-        );
-    }
+
     for (i, c) in rows.iter().enumerate() {
-        let y = by + row_h * i as f64;
         let ratio = c.ratio.unwrap_or(0.0);
-        let colour = if c.kind == "write" {
-            "#2a9d5b"
+        let (colour, unit) = if c.kind == "write" {
+            (WRITE, "msg/s")
         } else {
-            "#1f5fbf"
+            (SERVICE_C1, "/s")
         };
         let svc = Cell::rate(&c.kind, &c.service);
         let ceil = c.ceiling.as_ref().map_or(0.0, |m| Cell::rate(&c.kind, m));
-        let unit = if c.kind == "write" { "msg/s" } else { "/s" };
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            bx - 6.0,
-            y + 13.0,
-            esc(&c.scenario)
-        );
-        let _ = writeln!(
-            s,
-            r#"<rect x="{bx}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}"/>"#,
-            y + 3.0,
-            (bxv(ratio) - bx).max(0.5),
-            row_h - 12.0
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{bx}" y="{:.1}" font-size="10" fill="#333" dx="2">{ratio:.2} = {} / {} {unit}</text>"##,
-            y + row_h - 0.5,
-            rate(svc),
-            rate(ceil)
-        );
+        let y = row_top(i);
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((0.0, y - 0.5))
+                + Text::new(
+                    c.scenario.clone(),
+                    (-6, 0),
+                    text(12.0, &BLACK).pos(Pos::new(HPos::Right, VPos::Center)),
+                ),
+        ))?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, y - 0.1), (ratio.max(scale_max / 600.0), y - 0.7)],
+            colour.filled(),
+        )))?;
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((0.0, y - 0.72))
+                + Text::new(
+                    format!("{ratio:.2} = {} / {} {unit}", rate(svc), rate(ceil)),
+                    (2, 0),
+                    text(10.0, &RGBColor(0x33, 0x33, 0x33)),
+                ),
+        ))?;
     }
-    let _ = writeln!(
-        s,
-        r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#555">{} · {} · {}</text>"##,
-        x0 - 40.0,
-        h - 12.0,
-        esc(&r.date),
-        esc(&format!("{} × {}", r.machine.nproc, r.machine.cpu_model)),
-        esc(&r.command)
-    );
-    let _ = writeln!(s, "</svg>");
-    s
+    Ok(())
+}
+
+/// Writes `results.md` and `results.svg` of `r` into `out`; returns the markdown.
+pub fn write_files(r: &Report, out: &std::path::Path) -> anyhow::Result<String> {
+    let md = markdown(r, "results.svg");
+    std::fs::write(out.join("results.md"), &md)?;
+    std::fs::write(out.join("results.svg"), svg(r)?)?;
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed_run() -> Report {
+        serde_json::from_str(include_str!("../docs/results.json")).expect("the committed run")
+    }
+
+    #[test]
+    fn the_chart_shows_every_series_stage_and_scenario() {
+        let report = committed_run();
+        let chart = svg(&report).expect("drawn");
+        for s in &SERIES {
+            assert!(chart.contains(s.label), "legend entry {}", s.label);
+        }
+        for stage in ["100k", "1M", "10M"] {
+            assert!(chart.contains(&format!("\n{stage}\n")), "x label {stage}");
+        }
+        // Three stages, eight series: a point each.
+        assert_eq!(chart.matches("<circle").count(), 24);
+        let rows: Vec<&Cell> = report
+            .cells
+            .iter()
+            .filter(|c| c.stored_messages == 10_000_000 && c.concurrency == 16)
+            .filter(|c| c.ceiling.is_some())
+            .collect();
+        assert_eq!(rows.len(), 10);
+        for c in rows {
+            assert!(
+                chart.contains(&format!("\n{}\n", c.scenario)),
+                "{}",
+                c.scenario
+            );
+            let ratio = format!("{:.2} = ", c.ratio.expect("a ceiling, a ratio"));
+            assert!(chart.contains(&ratio), "{} {ratio}", c.scenario);
+        }
+        assert!(chart.contains("0.8 (reads)") && chart.contains("0.7 (append)"));
+    }
+
+    #[test]
+    fn a_run_without_cells_still_draws() {
+        let mut report = committed_run();
+        report.cells.clear();
+        report.stages.clear();
+        let chart = svg(&report).expect("drawn");
+        assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
+    }
 }

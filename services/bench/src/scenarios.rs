@@ -1,6 +1,7 @@
-//! The operations: each scenario once through the client against the server, and once as the
-//! ceiling — the same SQL the store runs for it (prepared, on a pool of the same size),
-//! issued straight to PostgreSQL. For ingest the ceiling is the raw INSERT.
+//! The operations: each scenario once through the client against the server, once through
+//! the store's own API in this process (`roaming_store::Store`, what the server calls), and
+//! once as the ceiling — the same SQL the store runs for it (prepared, on a pool of the same
+//! size), issued straight to PostgreSQL. For ingest the ceiling is the raw INSERT.
 
 use crate::load::mix;
 use crate::runner::{Done, Op};
@@ -11,7 +12,12 @@ use roaming_client::Client;
 use roaming_client::proto::common::v1::ConversationRef;
 use roaming_client::proto::conversation::v1 as cpb;
 use roaming_client::proto::history::v1 as hpb;
+use roaming_store::{
+    Conversation, ConversationKind, Direction, ListQuery, MessageKind, MsgId, NewMessage,
+    PageQuery, Store, UserId,
+};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tonic::metadata::MetadataValue;
 
@@ -133,10 +139,10 @@ impl Workload {
     }
 }
 
-/// The SQL of each scenario: the store's own statements (so the ceiling is always what the
-/// service runs), plus the raw INSERT ceilings.
+/// The SQL of the read ceilings: the store's own statements (so the ceiling is always what
+/// the service runs), plus the raw INSERT ceilings.
 pub mod sql {
-    pub use roaming_store::sql::{ANCHOR, APPEND_ONE, BUMP_INSERT, LOCK, VIEW};
+    pub use roaming_store::sql::{ANCHOR, VIEW};
 
     /// `Store::fetch_page`, for `order` `ASC` or `DESC`.
     pub fn page(order: &str) -> String {
@@ -149,11 +155,6 @@ pub mod sql {
     /// `Store::list_conversations`.
     pub fn list() -> String {
         roaming_store::sql::LIST.clone()
-    }
-
-    /// The append transaction: earlier copies of the batch's messages.
-    pub fn existing() -> String {
-        roaming_store::sql::EXISTING.clone()
     }
 
     /// Raw INSERT ceiling, one row.
@@ -248,12 +249,34 @@ pub struct Ctx {
     pub clients: Vec<Client>,
     /// The ceiling's pool (same size as the server's).
     pub pool: Pool,
+    /// The store's own API over the ceiling's pool, called in this process: what the
+    /// server does for each call, without gRPC, the server process and the client.
+    pub store: Store,
     /// Seeds the picks.
     pub seed: u64,
     /// Unique per run: keeps client_msg_ids and ceiling keys fresh.
     pub nonce: String,
     /// Numbers client_msg_ids.
     pub ids: std::sync::atomic::AtomicU64,
+}
+
+/// What one call of a read scenario reads: the same pick for the service, the store's API
+/// and the ceiling, so the three read the same things.
+enum Pick<'a> {
+    /// A page from an anchor.
+    Page(PagePick<'a>),
+    /// A whole history, newest first, pages of 50.
+    Stream(&'a Target),
+    /// The first page of this user's conversation list.
+    List(&'a str),
+}
+
+/// A page of `size` from `anchor` (a `msg_id`) in `target`.
+struct PagePick<'a> {
+    target: &'a Target,
+    anchor: i64,
+    size: u32,
+    backward: bool,
 }
 
 fn pick<T: Copy>(items: &[T], h: u64) -> T {
@@ -274,6 +297,46 @@ fn conv_ref(t: &Target) -> ConversationRef {
     }
 }
 
+/// The reader and the conversation of `t` as the store takes them.
+fn store_view(t: &Target) -> Result<(UserId, Conversation), String> {
+    let reader = UserId::parse("reader", &t.reader).map_err(db_error)?;
+    let conversation =
+        Conversation::from_key(&t.key).ok_or_else(|| format!("malformed key {:?}", t.key))?;
+    Ok((reader, conversation))
+}
+
+/// A page request as the history service hands it to the store (no filters).
+fn page_query(backward: bool, after_seq: i64, limit: u32) -> PageQuery {
+    PageQuery {
+        direction: if backward {
+            Direction::Backward
+        } else {
+            Direction::Forward
+        },
+        after_seq,
+        limit,
+        start_time_ms: None,
+        end_time_ms: None,
+        senders: Vec::new(),
+        kinds: Vec::new(),
+    }
+}
+
+/// A message of a write scenario as the history service hands it to the store.
+fn store_message(m: hpb::NewMessage) -> Result<NewMessage, String> {
+    let sender = UserId::parse("sender", &m.sender).map_err(db_error)?;
+    let recipient = UserId::parse("recipient", &m.recipient).map_err(db_error)?;
+    Ok(NewMessage {
+        conversation: Conversation::of_message(ConversationKind::Peer, &sender, recipient.clone()),
+        sender,
+        recipient,
+        kind: MessageKind::Text,
+        body: m.body,
+        attributes: m.attributes,
+        client_msg_id: m.client_msg_id,
+    })
+}
+
 fn status(s: tonic::Status) -> String {
     format!("{:?}: {}", s.code(), s.message())
 }
@@ -281,6 +344,12 @@ fn status(s: tonic::Status) -> String {
 fn db_error(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
+
+/// The activity window of the conversation list (the server's default).
+const LIST_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Entries in the first page of the conversation list (the server's default).
+const LIST_PAGE: u32 = 10;
 
 const BODY: &[u8] = b"Benchmark message body: a typical chat line of about a hundred bytes, \
     give or take, in plain text.";
@@ -294,54 +363,65 @@ impl Ctx {
         mix(self.seed ^ ((w as u64) << 40) ^ i ^ (salt << 56))
     }
 
-    /// A read scenario through the service.
-    pub fn service_read(self: &Arc<Self>, read: Read) -> Op {
+    /// The operation that runs `f` on this context for call `i` of worker `w`.
+    fn op<F, Fut>(self: &Arc<Self>, f: F) -> Op
+    where
+        F: Fn(Arc<Self>, usize, u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Done, String>> + Send + 'static,
+    {
         let ctx = self.clone();
-        Arc::new(move |w, i| {
-            let ctx = ctx.clone();
-            async move { ctx.read_once(read, w, i).await }.boxed()
-        })
+        Arc::new(move |w, i| f(ctx.clone(), w, i).boxed())
     }
 
-    async fn read_once(&self, read: Read, w: usize, i: u64) -> Result<Done, String> {
+    fn pick_read(&self, read: Read, w: usize, i: u64) -> Pick<'_> {
         let wl = &self.workload;
         let h = self.h(w, i, 1);
         match read {
             Read::Page { size, backward } => {
                 let (t, anchor) = pick(&wl.anchors, h);
-                let t = &wl.targets[t as usize];
-                let request = hpb::FetchHistoryRequest {
-                    conversation: Some(conv_ref(t)),
-                    direction: if backward {
-                        hpb::Direction::Backward as i32
-                    } else {
-                        hpb::Direction::Forward as i32
-                    },
-                    start_msg_id: anchor.to_string(),
-                    page_size: size,
-                    max_pages: 1,
-                    ..Default::default()
-                };
-                self.fetch(w, request, &t.reader).await
+                Pick::Page(PagePick {
+                    target: &wl.targets[t as usize],
+                    anchor,
+                    size,
+                    backward,
+                })
             }
-            Read::Stream => {
-                let t = &wl.targets[pick(&wl.stream_targets, h) as usize];
-                let request = hpb::FetchHistoryRequest {
-                    conversation: Some(conv_ref(t)),
-                    direction: hpb::Direction::Backward as i32,
-                    page_size: 50,
-                    max_pages: 100,
-                    ..Default::default()
-                };
-                self.fetch(w, request, &t.reader).await
-            }
+            Read::Stream => Pick::Stream(&wl.targets[pick(&wl.stream_targets, h) as usize]),
             Read::List { heavy } => {
                 let users = if heavy {
                     &wl.heavy_users
                 } else {
                     &wl.light_users
                 };
-                let user = &users[(h % users.len() as u64) as usize];
+                Pick::List(&users[(h % users.len() as u64) as usize])
+            }
+        }
+    }
+
+    /// A read scenario through the service.
+    pub fn service_read(self: &Arc<Self>, read: Read) -> Op {
+        self.op(move |ctx, w, i| async move { ctx.read_once(read, w, i).await })
+    }
+
+    async fn read_once(&self, read: Read, w: usize, i: u64) -> Result<Done, String> {
+        match self.pick_read(read, w, i) {
+            Pick::Page(p) => {
+                let request = hpb::FetchHistoryRequest {
+                    conversation: Some(conv_ref(p.target)),
+                    direction: if p.backward {
+                        hpb::Direction::Backward as i32
+                    } else {
+                        hpb::Direction::Forward as i32
+                    },
+                    start_msg_id: p.anchor.to_string(),
+                    page_size: p.size,
+                    max_pages: 1,
+                    ..Default::default()
+                };
+                self.fetch(w, request, &p.target.reader).await
+            }
+            Pick::Stream(target) => self.fetch_newest(w, target, 50, 100).await,
+            Pick::List(user) => {
                 let response = self
                     .client(w)
                     .conversations()
@@ -349,12 +429,27 @@ impl Ctx {
                     .await
                     .map_err(status)?
                     .into_inner();
-                if response.conversations.is_empty() {
-                    return Err(format!("{user}'s conversation list is empty"));
-                }
-                Ok(Done::items(response.conversations.len() as u64))
+                non_empty_list(user, response.conversations.len())
             }
         }
+    }
+
+    /// Up to `max_pages` pages of `page_size` of `t` through the service, newest first.
+    async fn fetch_newest(
+        &self,
+        w: usize,
+        t: &Target,
+        page_size: u32,
+        max_pages: u32,
+    ) -> Result<Done, String> {
+        let request = hpb::FetchHistoryRequest {
+            conversation: Some(conv_ref(t)),
+            direction: hpb::Direction::Backward as i32,
+            page_size,
+            max_pages,
+            ..Default::default()
+        };
+        self.fetch(w, request, &t.reader).await
     }
 
     async fn fetch(
@@ -377,70 +472,96 @@ impl Ctx {
         Ok(Done::items(n))
     }
 
-    /// The ceiling of a read scenario: the statements the store issues, prepared.
-    pub fn ceiling_read(self: &Arc<Self>, read: Read) -> Op {
-        let ctx = self.clone();
-        Arc::new(move |w, i| {
-            let ctx = ctx.clone();
-            async move { ctx.ceiling_once(read, w, i).await }.boxed()
-        })
+    /// A read scenario through the store's own API in this process (`anchor_seq` and
+    /// `fetch_page`, `list_conversations`), as the server calls it.
+    pub fn store_read(self: &Arc<Self>, read: Read) -> Op {
+        self.op(move |ctx, w, i| async move { ctx.store_read_once(read, w, i).await })
     }
 
-    /// A read scenario's statements as the store issues them: the view and anchor lookups
-    /// unprepared (parse, plan and an extra round trip each time), the page prepared.
-    pub fn store_sql_read(self: &Arc<Self>, read: Read) -> Op {
-        let ctx = self.clone();
-        Arc::new(move |w, i| {
-            let ctx = ctx.clone();
-            async move { ctx.sql_read_once(read, w, i, false).await }.boxed()
-        })
+    async fn store_read_once(&self, read: Read, w: usize, i: u64) -> Result<Done, String> {
+        match self.pick_read(read, w, i) {
+            Pick::Page(p) => {
+                let (reader, conversation) = store_view(p.target)?;
+                let seq = self
+                    .store
+                    .anchor_seq(&reader, &conversation, MsgId(p.anchor), "start_msg_id")
+                    .await
+                    .map_err(db_error)?;
+                let page = self
+                    .store
+                    .fetch_page(&reader, &conversation, &page_query(p.backward, seq, p.size))
+                    .await
+                    .map_err(db_error)?;
+                Ok(Done::items(page.messages.len() as u64))
+            }
+            Pick::Stream(target) => {
+                let (reader, conversation) = store_view(target)?;
+                let mut query = page_query(true, Direction::Backward.start(), 50);
+                let mut total = 0u64;
+                for _ in 0..100 {
+                    let page = self
+                        .store
+                        .fetch_page(&reader, &conversation, &query)
+                        .await
+                        .map_err(db_error)?;
+                    total += page.messages.len() as u64;
+                    match page.messages.last() {
+                        Some(last) if !page.is_end => query.after_seq = last.seq,
+                        _ => break,
+                    }
+                }
+                Ok(Done::items(total))
+            }
+            Pick::List(user) => {
+                let user = UserId::parse("user", user).map_err(db_error)?;
+                let query = ListQuery {
+                    kinds: vec![ConversationKind::Peer, ConversationKind::Group],
+                    active_since_ms: now_ms() - LIST_WINDOW_MS,
+                    after: None,
+                    limit: LIST_PAGE,
+                };
+                let (entries, _) = self
+                    .store
+                    .list_conversations(&user, &query)
+                    .await
+                    .map_err(db_error)?;
+                non_empty_list(user.as_str(), entries.len())
+            }
+        }
+    }
+
+    /// The ceiling of a read scenario: the statements the store issues for it, prepared,
+    /// straight to PostgreSQL.
+    pub fn ceiling_read(self: &Arc<Self>, read: Read) -> Op {
+        self.op(move |ctx, w, i| async move { ctx.ceiling_once(read, w, i).await })
     }
 
     async fn ceiling_once(&self, read: Read, w: usize, i: u64) -> Result<Done, String> {
-        self.sql_read_once(read, w, i, true).await
-    }
-
-    async fn sql_read_once(
-        &self,
-        read: Read,
-        w: usize,
-        i: u64,
-        prepared: bool,
-    ) -> Result<Done, String> {
-        let wl = &self.workload;
-        let h = self.h(w, i, 1);
-        match read {
-            Read::Page { size, backward } => {
-                let (t, anchor) = pick(&wl.anchors, h);
-                let t = &wl.targets[t as usize];
+        match self.pick_read(read, w, i) {
+            Pick::Page(p) => {
                 // anchor_seq: one checkout, view + anchor lookup.
                 let seq: i64 = {
                     let c = self.pool.get().await.map_err(db_error)?;
-                    let row = if prepared {
-                        let view = c.prepare_cached(sql::VIEW).await.map_err(db_error)?;
-                        c.query_opt(&view, &[&t.key, &t.reader])
-                            .await
-                            .map_err(db_error)?;
-                        let anchor_stmt = c.prepare_cached(sql::ANCHOR).await.map_err(db_error)?;
-                        c.query_opt(&anchor_stmt, &[&t.key, &anchor]).await
-                    } else {
-                        c.query_opt(sql::VIEW, &[&t.key, &t.reader])
-                            .await
-                            .map_err(db_error)?;
-                        c.query_opt(sql::ANCHOR, &[&t.key, &anchor]).await
-                    };
-                    row.map_err(db_error)?.ok_or("anchor not found")?.get(0)
+                    let view = c.prepare_cached(sql::VIEW).await.map_err(db_error)?;
+                    c.query_opt(&view, &[&p.target.key, &p.target.reader])
+                        .await
+                        .map_err(db_error)?;
+                    let anchor_stmt = c.prepare_cached(sql::ANCHOR).await.map_err(db_error)?;
+                    c.query_opt(&anchor_stmt, &[&p.target.key, &p.anchor])
+                        .await
+                        .map_err(db_error)?
+                        .ok_or("anchor not found")?
+                        .get(0)
                 };
-                self.ceiling_page(t, backward, seq, size, prepared)
+                self.ceiling_page(p.target, p.backward, seq, p.size)
                     .await
                     .map(|(n, _)| Done::items(n))
             }
-            Read::Stream => {
-                let t = &wl.targets[pick(&wl.stream_targets, h) as usize];
+            Pick::Stream(target) => {
                 let mut position = i64::MAX;
                 let mut total = 0u64;
                 for _ in 0..100 {
-                    let (n, last) = self.ceiling_page(t, true, position, 50, prepared).await?;
+                    let (n, last) = self.ceiling_page(target, true, position, 50).await?;
                     total += n;
                     match last {
                         Some(seq) => position = seq,
@@ -449,47 +570,37 @@ impl Ctx {
                 }
                 Ok(Done::items(total))
             }
-            Read::List { heavy } => {
-                let users = if heavy {
-                    &wl.heavy_users
-                } else {
-                    &wl.light_users
-                };
-                let user = &users[(h % users.len() as u64) as usize];
+            Pick::List(user) => {
                 let c = self.pool.get().await.map_err(db_error)?;
                 let stmt = c.prepare_cached(&sql::list()).await.map_err(db_error)?;
-                let since = now_ms() - 7 * 24 * 3600 * 1000;
+                let since = now_ms() - LIST_WINDOW_MS;
                 let kinds: Vec<i16> = vec![1, 2];
+                let fetch = i64::from(LIST_PAGE) + 1;
                 let rows = c
-                    .query(&stmt, &[user, &kinds, &since, &i64::MAX, &"", &11i64])
+                    .query(&stmt, &[&user, &kinds, &since, &i64::MAX, &"", &fetch])
                     .await
                     .map_err(db_error)?;
-                if rows.is_empty() {
-                    return Err(format!("{user}'s conversation list is empty"));
-                }
-                Ok(Done::items(rows.len().min(10) as u64))
+                non_empty_list(user, rows.len().min(LIST_PAGE as usize))
             }
         }
     }
 
-    /// `fetch_page` as the store runs it: one checkout, view, page (limit + 1). Returns the
-    /// rows in the page and, when more follow, the last seq.
+    /// `fetch_page` as the store runs it: one checkout, view, page (limit + 1), prepared.
+    /// Returns the rows in the page and, when more follow, the last seq.
     async fn ceiling_page(
         &self,
         t: &Target,
         backward: bool,
         after: i64,
         limit: u32,
-        prepared: bool,
     ) -> Result<(u64, Option<i64>), String> {
         let c = self.pool.get().await.map_err(db_error)?;
-        let row = if prepared {
-            let view = c.prepare_cached(sql::VIEW).await.map_err(db_error)?;
-            c.query_opt(&view, &[&t.key, &t.reader]).await
-        } else {
-            c.query_opt(sql::VIEW, &[&t.key, &t.reader]).await
-        };
-        let row = row.map_err(db_error)?.ok_or("no conversation")?;
+        let view = c.prepare_cached(sql::VIEW).await.map_err(db_error)?;
+        let row = c
+            .query_opt(&view, &[&t.key, &t.reader])
+            .await
+            .map_err(db_error)?
+            .ok_or("no conversation")?;
         let purged: i64 = row.get(0);
         let hidden: Option<i64> = row.get(1);
         let floor = purged.max(hidden.unwrap_or(0));
@@ -559,11 +670,7 @@ impl Ctx {
 
     /// A write scenario through the service.
     pub fn service_write(self: &Arc<Self>, write: Write) -> Op {
-        let ctx = self.clone();
-        Arc::new(move |w, i| {
-            let ctx = ctx.clone();
-            async move { ctx.append_once(write, w, i).await }.boxed()
-        })
+        self.op(move |ctx, w, i| async move { ctx.append_once(write, w, i).await })
     }
 
     async fn append_once(&self, write: Write, w: usize, i: u64) -> Result<Done, String> {
@@ -576,104 +683,28 @@ impl Ctx {
             .await
             .map_err(status)?
             .into_inner();
-        if response.results.len() != n || response.results.iter().any(|r| r.duplicate) {
-            return Err("unexpected append results".into());
-        }
-        Ok(Done::items(n as u64))
+        all_stored(n, response.results.iter().map(|r| r.duplicate))
     }
 
-    /// The store's append SQL issued directly (prepared): the one-statement path for a single
-    /// message, the transaction for a batch; what the service could reach with this SQL if
-    /// nothing else cost anything.
-    pub fn store_sql_write(self: &Arc<Self>, write: Write) -> Op {
-        let ctx = self.clone();
-        Arc::new(move |w, i| {
-            let ctx = ctx.clone();
-            async move { ctx.store_sql_append(write, w, i).await }.boxed()
-        })
+    /// A write scenario through the store's own `Store::append` in this process, as the
+    /// server calls it: the one-statement path for a single message, the transaction for a
+    /// batch.
+    pub fn store_write(self: &Arc<Self>, write: Write) -> Op {
+        self.op(move |ctx, w, i| async move { ctx.store_append(write, w, i).await })
     }
 
-    async fn store_sql_append(&self, write: Write, w: usize, i: u64) -> Result<Done, String> {
-        let messages = self.new_messages(write, w, i);
-        let mut by_key: std::collections::BTreeMap<String, Vec<&hpb::NewMessage>> =
-            Default::default();
-        for m in &messages {
-            let (lo, hi) = if m.sender <= m.recipient {
-                (&m.sender, &m.recipient)
-            } else {
-                (&m.recipient, &m.sender)
-            };
-            by_key.entry(format!("p:{lo}:{hi}")).or_default().push(m);
-        }
-        let mut c = self.pool.get().await.map_err(db_error)?;
-        if let ([m], Some(key)) = (messages.as_slice(), by_key.keys().next()) {
-            // The store's one-statement path for a single message.
-            let stmt = c.prepare_cached(sql::APPEND_ONE).await.map_err(db_error)?;
-            let attrs = serde_json::json!({});
-            c.query_one(
-                &stmt,
-                &[
-                    key,
-                    &now_ms(),
-                    &true,
-                    &m.sender,
-                    &m.recipient,
-                    &1i16,
-                    &m.body.as_slice(),
-                    &attrs,
-                    &m.client_msg_id,
-                ],
-            )
+    async fn store_append(&self, write: Write, w: usize, i: u64) -> Result<Done, String> {
+        let batch = self
+            .new_messages(write, w, i)
+            .into_iter()
+            .map(store_message)
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcomes = self
+            .store
+            .append(&batch, now_ms())
             .await
             .map_err(db_error)?;
-            return Ok(Done::items(1));
-        }
-        let tx = c.transaction().await.map_err(db_error)?;
-        let lock = tx.prepare_cached(sql::LOCK).await.map_err(db_error)?;
-        let existing = tx
-            .prepare_cached(&sql::existing())
-            .await
-            .map_err(db_error)?;
-        let insert = tx
-            .prepare_cached(sql::BUMP_INSERT)
-            .await
-            .map_err(db_error)?;
-        let now = now_ms();
-        for (key, ms) in &by_key {
-            let row = tx.query_one(&lock, &[key]).await.map_err(db_error)?;
-            let (last_seq, last_time): (i64, i64) = (row.get(0), row.get(1));
-            let senders: Vec<&str> = ms.iter().map(|m| m.sender.as_str()).collect();
-            let recipients: Vec<&str> = ms.iter().map(|m| m.recipient.as_str()).collect();
-            let ids: Vec<&str> = ms.iter().map(|m| m.client_msg_id.as_str()).collect();
-            tx.query(&existing, &[key, &senders, &ids])
-                .await
-                .map_err(db_error)?;
-            let n = ms.len() as i64;
-            let seqs: Vec<i64> = (1..=n).map(|k| last_seq + k).collect();
-            let kinds: Vec<i16> = vec![1; ms.len()];
-            let bodies: Vec<&[u8]> = ms.iter().map(|m| m.body.as_slice()).collect();
-            let attrs: Vec<serde_json::Value> = vec![serde_json::json!({}); ms.len()];
-            let time = now.max(last_time);
-            tx.query(
-                &insert,
-                &[
-                    key,
-                    &(last_seq + n),
-                    &time,
-                    &seqs,
-                    &senders,
-                    &recipients,
-                    &kinds,
-                    &bodies,
-                    &attrs,
-                    &ids,
-                ],
-            )
-            .await
-            .map_err(db_error)?;
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok(Done::items(messages.len() as u64))
+        all_stored(batch.len(), outcomes.iter().map(|o| o.duplicate))
     }
 
     /// The raw INSERT ceiling: one INSERT statement per call in autocommit (one row, or the
@@ -686,10 +717,8 @@ impl Ctx {
         cell: u32,
         touched: Arc<Mutex<Touched>>,
     ) -> Op {
-        let ctx = self.clone();
         let next_seq: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
-        Arc::new(move |w, i| {
-            let ctx = ctx.clone();
+        self.op(move |ctx, w, i| {
             let next_seq = next_seq.clone();
             let touched = touched.clone();
             async move {
@@ -763,64 +792,57 @@ impl Ctx {
                 }
                 Ok(Done::items(n as u64))
             }
-            .boxed()
         })
     }
 
     /// The mixed workload: 50 % open a conversation (newest page of 20), 20 % scroll (a page
     /// of 50 from a random anchor), 10 % conversation list (10 conversations), 20 % append.
     pub fn mixed(self: &Arc<Self>) -> Op {
-        let ctx = self.clone();
-        Arc::new(move |w, i| {
-            let ctx = ctx.clone();
-            async move {
-                let h = ctx.h(w, i, 9);
-                match h % 10 {
-                    0..=4 => {
-                        let wl = &ctx.workload;
-                        let t = &wl.targets[(ctx.h(w, i, 10) % wl.targets.len() as u64) as usize];
-                        let request = hpb::FetchHistoryRequest {
-                            conversation: Some(conv_ref(t)),
-                            direction: hpb::Direction::Backward as i32,
-                            page_size: 20,
-                            max_pages: 1,
-                            ..Default::default()
-                        };
-                        ctx.fetch(w, request, &t.reader).await.map(|d| Done {
-                            items: d.items,
-                            label: "open_newest_page_20",
-                        })
-                    }
-                    5..=6 => ctx
-                        .read_once(
-                            Read::Page {
-                                size: 50,
-                                backward: true,
-                            },
-                            w,
-                            i,
-                        )
-                        .await
-                        .map(|d| Done {
-                            items: d.items,
-                            label: "scroll_page_50",
-                        }),
-                    7 => ctx
-                        .read_once(Read::List { heavy: false }, w, i)
-                        .await
-                        .map(|d| Done {
-                            items: d.items,
-                            label: "list_10",
-                        }),
-                    _ => ctx.append_once(Write::Single, w, i).await.map(|d| Done {
-                        items: d.items,
-                        label: "append_single",
-                    }),
+        self.op(|ctx, w, i| async move {
+            let h = ctx.h(w, i, 9);
+            let (done, label) = match h % 10 {
+                0..=4 => {
+                    let wl = &ctx.workload;
+                    let t = &wl.targets[(ctx.h(w, i, 10) % wl.targets.len() as u64) as usize];
+                    (ctx.fetch_newest(w, t, 20, 1).await, "open_newest_page_20")
                 }
-            }
-            .boxed()
+                5..=6 => {
+                    let scroll = Read::Page {
+                        size: 50,
+                        backward: true,
+                    };
+                    (ctx.read_once(scroll, w, i).await, "scroll_page_50")
+                }
+                7 => (
+                    ctx.read_once(Read::List { heavy: false }, w, i).await,
+                    "list_10",
+                ),
+                _ => (ctx.append_once(Write::Single, w, i).await, "append_single"),
+            };
+            done.map(|d| Done {
+                items: d.items,
+                label,
+            })
         })
     }
+}
+
+/// A list page's outcome: the scenarios' users all have conversations in the window.
+fn non_empty_list(user: &str, entries: usize) -> Result<Done, String> {
+    if entries == 0 {
+        return Err(format!("{user}'s conversation list is empty"));
+    }
+    Ok(Done::items(entries as u64))
+}
+
+/// An append's outcome: every message of the `n` new, none a duplicate.
+fn all_stored(n: usize, duplicates: impl ExactSizeIterator<Item = bool>) -> Result<Done, String> {
+    let results = duplicates.len();
+    let mut duplicates = duplicates;
+    if results != n || duplicates.any(|d| d) {
+        return Err("unexpected append results".into());
+    }
+    Ok(Done::items(n as u64))
 }
 
 /// Ceiling conversations written by the raw INSERT ceiling: key → (a, b, last seq, last time).
