@@ -12,10 +12,8 @@ use roaming_client::Client;
 use roaming_client::proto::common::v1::ConversationRef;
 use roaming_client::proto::conversation::v1 as cpb;
 use roaming_client::proto::history::v1 as hpb;
-use roaming_store::{
-    Conversation, ConversationKind, Direction, ListQuery, MessageKind, MsgId, NewMessage,
-    PageQuery, Store, UserId,
-};
+use roaming_domain::{Conversation, ConversationKind, MessageKind, MsgId, NewMessage, UserId};
+use roaming_store::{Direction, ListQuery, PageQuery, Store};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -327,9 +325,8 @@ fn store_message(m: hpb::NewMessage) -> Result<NewMessage, String> {
     let sender = UserId::parse("sender", &m.sender).map_err(db_error)?;
     let recipient = UserId::parse("recipient", &m.recipient).map_err(db_error)?;
     Ok(NewMessage {
-        conversation: Conversation::of_message(ConversationKind::Peer, &sender, recipient.clone()),
+        conversation: Conversation::peer(sender.clone(), recipient),
         sender,
-        recipient,
         kind: MessageKind::Text,
         body: m.body,
         attributes: m.attributes,
