@@ -110,17 +110,21 @@ async fn reflection_lists_the_public_services_in_both_versions() {
 #[tokio::test]
 async fn shutdown_reports_not_serving_and_ends_open_streams_with_unavailable() {
     let mut app = TestApp::spawn().await;
-    for i in 0..120 {
-        app.peer("alice", "bob", &format!("m{i}")).await;
+    // A slow reader: a stream of 60 one-message pages of 60 KB each that it does not drain.
+    // 3.6 MB is more than the client's stream window (2 MB) and the server's send buffer
+    // together, so the stream cannot run to its end before shutdown, however loaded the
+    // machine: it waits for the reader, and only the shutdown can end it.
+    let body = "x".repeat(60_000);
+    for i in 0..60 {
+        app.peer("alice", "bob", &format!("m{i}{body}")).await;
     }
-    // A slow reader: a stream of many 1-message pages that it does not drain.
     let client = app.user("alice").await;
     let mut stream = client
         .history()
         .fetch_history(hpb::FetchHistoryRequest {
             conversation: Some(peer("bob")),
             page_size: 1,
-            max_pages: 100,
+            max_pages: 60,
             ..Default::default()
         })
         .await
