@@ -188,14 +188,10 @@ impl Client {
             conversation: Some(conversation.to_proto()),
             user_ids: user_ids.into_iter().map(Into::into).collect(),
         };
-        self.retry
-            .run(|| {
-                let mut raw = self.conversations();
-                let request = request.clone();
-                async move { Ok(raw.add_members(request).await?.into_inner()) }
-            })
-            .await?;
-        Ok(())
+        self.unary(request, |mut raw, request| async move {
+            raw.add_members(request).await.map(drop)
+        })
+        .await
     }
 
     /// Removes 1-100 users from a GROUP or CHATROOM (service callers only).
@@ -208,13 +204,25 @@ impl Client {
             conversation: Some(conversation.to_proto()),
             user_ids: user_ids.into_iter().map(Into::into).collect(),
         };
+        self.unary(request, |mut raw, request| async move {
+            raw.remove_members(request).await.map(drop)
+        })
+        .await
+    }
+
+    /// One conversation-service call with the retry policy: `call` gets a fresh stub and a
+    /// copy of `request` on every attempt.
+    async fn unary<R, F, Fut>(&self, request: R, call: F) -> Result<(), Error>
+    where
+        R: Clone,
+        F: Fn(crate::connect::RawConversationClient, R) -> Fut,
+        Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+    {
         self.retry
             .run(|| {
-                let mut raw = self.conversations();
-                let request = request.clone();
-                async move { Ok(raw.remove_members(request).await?.into_inner()) }
+                let attempt = call(self.conversations(), request.clone());
+                async move { Ok(attempt.await?) }
             })
-            .await?;
-        Ok(())
+            .await
     }
 }

@@ -278,16 +278,20 @@ impl Pager {
         Ok(page)
     }
 
-    /// Before the first call: fill the local copy's holes, and learn the anchor's seq.
+    /// The local store this read saves its pages to, if any.
     #[cfg(feature = "local-store")]
-    async fn prepare(&mut self) -> Result<(), Error> {
-        let Some(store) = self
-            .request
+    fn saving_to(&self) -> Option<crate::local::LocalStore> {
+        self.request
             .client
             .local
             .clone()
             .filter(|_| self.request.save)
-        else {
+    }
+
+    /// Before the first call: fill the local copy's holes, and learn the anchor's seq.
+    #[cfg(feature = "local-store")]
+    async fn prepare(&mut self) -> Result<(), Error> {
+        let Some(store) = self.saving_to() else {
             return Ok(());
         };
         self.request
@@ -314,13 +318,7 @@ impl Pager {
     /// message, down to seq 1 when a backward read reached the end.
     #[cfg(feature = "local-store")]
     async fn save(&mut self, page: &HistoryPage, resumed: bool) -> Result<(), Error> {
-        let Some(store) = self
-            .request
-            .client
-            .local
-            .clone()
-            .filter(|_| self.request.save)
-        else {
+        let Some(store) = self.saving_to() else {
             return Ok(());
         };
         let coverage = if self.request.filtered() {

@@ -1,4 +1,5 @@
-//! Bearer-token authentication (SPEC.md §4): who is calling, and for which user.
+//! Bearer-token authentication (docs/reference.md, "Callers and authentication"): who is
+//! calling, and for which user.
 //!
 //! A user token (`sub` = user id) acts as that user. A service token (`role = "service"`)
 //! may call the backend-only RPCs and acts for the user named in `x-roaming-user` on the

@@ -121,9 +121,9 @@ where
         let server_deadline = started + self.timeout;
         // The client's deadline covers the whole call. tonic's own grpc-timeout handling
         // (outside this layer) only bounds the response headers, answers CANCELLED rather
-        // than DEADLINE_EXCEEDED, and lets a stream run on past the deadline (found by the
-        // reliability suite's frozen-database test: streams outlived a 1 s deadline by the
-        // whole 5 s freeze). So the guard enforces it, a hair early so its answer wins.
+        // than DEADLINE_EXCEEDED, and lets a stream run on past the deadline (a stream blocked
+        // on a frozen database would outlive its deadline by the whole freeze). So the guard
+        // enforces it, a hair early so its answer wins.
         let client_deadline = request
             .headers()
             .get("grpc-timeout")
@@ -208,50 +208,38 @@ fn code_of(value: &HeaderValue) -> Option<Code> {
 }
 
 /// Statuses tonic gives for the caller's faults, before any Roaming code runs, rewritten to
-/// the codes SPEC.md §5 names.
+/// the codes the contract names (docs/reference.md, "Errors and limits"), keeping tonic's
+/// message:
+/// - a request whose body does not decode (a string field that is not UTF-8, a broken wire
+///   format) is INTERNAL "failed to decode Protobuf message: <Type.field>: ..."; it is the
+///   caller's bad input: INVALID_ARGUMENT, and prost's message names the field;
+/// - an over-size request is OUT_OF_RANGE "decoded message length too large"; gRPC (and the
+///   contract) call a transport message-size limit RESOURCE_EXHAUSTED.
 fn rewrite_caller_faults(headers: &mut http::HeaderMap, code: Code) -> Code {
-    let code = rewrite_oversize(headers, code);
-    rewrite_undecodable(headers, code)
-}
-
-/// tonic answers a request whose body does not decode (a string field that is not UTF-8, a
-/// broken wire format) with INTERNAL "failed to decode Protobuf message: <Type.field>: ...".
-/// It is the caller's bad input: INVALID_ARGUMENT, keeping prost's message, which names the
-/// field (found by the reliability suite's raw-body property test).
-fn rewrite_undecodable(headers: &mut http::HeaderMap, code: Code) -> Code {
-    let undecodable = code == Code::Internal
-        && headers
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|m| {
-                m.starts_with("failed to decode Protobuf message")
-                    || m.starts_with("failed%20to%20decode%20Protobuf%20message")
-            });
-    if undecodable {
-        headers.insert(
-            "grpc-status",
-            HeaderValue::from(Code::InvalidArgument as i32),
-        );
-        return Code::InvalidArgument;
-    }
-    code
-}
-
-/// tonic answers an over-size request with OUT_OF_RANGE ("decoded message length too large",
-/// percent-encoded in `grpc-message`); gRPC (and SPEC.md) call a transport
-/// message-size limit RESOURCE_EXHAUSTED.
-fn rewrite_oversize(headers: &mut http::HeaderMap, code: Code) -> Code {
-    let oversize = code == Code::OutOfRange
-        && headers
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|m| m.contains("too large") || m.contains("too%20large"));
-    if oversize {
-        headers.insert(
-            "grpc-status",
-            HeaderValue::from(Code::ResourceExhausted as i32),
-        );
-        return Code::ResourceExhausted;
+    // (tonic's code, how its message starts or what it contains, percent-encoded or not, the code to answer)
+    const REWRITES: [(Code, &str, &str, Code); 2] = [
+        (
+            Code::Internal,
+            "failed to decode Protobuf message",
+            "failed%20to%20decode%20Protobuf%20message",
+            Code::InvalidArgument,
+        ),
+        (
+            Code::OutOfRange,
+            "too large",
+            "too%20large",
+            Code::ResourceExhausted,
+        ),
+    ];
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    for (from, plain, encoded, to) in REWRITES {
+        if code == from && (message.contains(plain) || message.contains(encoded)) {
+            headers.insert("grpc-status", HeaderValue::from(to as i32));
+            return to;
+        }
     }
     code
 }

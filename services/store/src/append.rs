@@ -161,7 +161,7 @@ async fn lock_conversation(
     conversation: &Conversation,
 ) -> Result<(i64, i64)> {
     let key = conversation.key();
-    // Prepared once per connection: every append runs these (SPEC'd ingest is the hot path).
+    // Prepared once per connection: every append runs these (ingest is the hot path).
     let lock = tx.prepare_cached(sql::LOCK).await?;
     let read = |row: tokio_postgres::Row| -> Result<(i64, i64)> {
         Ok((row.try_get("last_seq")?, row.try_get("last_time_ms")?))

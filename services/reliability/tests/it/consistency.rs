@@ -1,4 +1,4 @@
-//! Consistency checker (issue 7, item 6), Jepsen-style.
+//! Consistency checker, Jepsen-style.
 //!
 //! Many concurrent clients — a gateway appending (with retries of earlier batches), and every
 //! user on two "devices" (separate connections) paging forward and backward by following

@@ -1,4 +1,4 @@
-//! Faults, overload, cancellation and shutdown (issue 7, items 1-5).
+//! Faults, overload, cancellation and shutdown.
 //!
 //! Every test starts its own PostgreSQL 15 (`faults/pg.rs`: initdb + pg_ctl in a temporary
 //! directory, on a free loopback port) and runs the server in-process over it

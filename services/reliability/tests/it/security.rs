@@ -1,4 +1,4 @@
-//! Security (issue 7, item 8): tokens that must be refused (alg none, HS/RS key confusion,
+//! Security: tokens that must be refused (alg none, HS/RS key confusion,
 //! wrong keys, unexpected algorithms, expired and not-yet-valid, malformed claims), public-key
 //! configurations (EdDSA, RS256) accepting what their key signed, roles and act-as on every
 //! RPC, and 10,000 randomized cross-user requests that must never return a row of anybody

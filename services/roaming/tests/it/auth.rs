@@ -1,4 +1,4 @@
-//! SPEC.md §4: tokens, roles and act-as.
+//! Callers and authentication: tokens, roles and act-as.
 
 use crate::helpers::*;
 use roaming_client::proto::common::v1::ConversationType;

@@ -1,4 +1,4 @@
-//! SPEC.md §3 ListConversations: both sides of a peer conversation, order, defaults, the
+//! ListConversations: both sides of a peer conversation, order, defaults, the
 //! activity window, the types filter, invalid input and stable paging.
 
 use crate::helpers::*;

@@ -1,4 +1,4 @@
-//! SPEC.md §3–§4: group and chatroom membership, managed by backend callers.
+//! Membership: group and chatroom membership, managed by backend callers.
 
 use crate::helpers::*;
 use roaming_client::Client;

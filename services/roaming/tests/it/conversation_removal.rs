@@ -1,4 +1,4 @@
-//! SPEC.md §2–§3: the newest visible message after each kind of deletion, and
+//! Removals (docs/reference.md): the newest visible message after each kind of deletion, and
 //! RemoveConversation in both scopes.
 
 use crate::helpers::*;

@@ -112,7 +112,7 @@ async fn raw_bodies_with_bad_utf8_or_a_broken_wire_format_are_refused_and_write_
     raw_bodies(false).await;
 }
 
-/// SPEC.md §5 and issue 7: bad input is INVALID_ARGUMENT, never INTERNAL. tonic answers a body
+/// Bad input is INVALID_ARGUMENT, never INTERNAL. tonic answers a body
 /// that does not decode with INTERNAL before any Roaming code runs; the guard layer has to
 /// rewrite it (see docs/reliability.md).
 #[tokio::test]
