@@ -39,6 +39,19 @@ impl ConversationService {
         }
     }
 
+    /// AddMembers and RemoveMembers: the same command, two directions.
+    async fn members<T>(
+        &self,
+        change: Change,
+        conversation: Option<&roaming_proto::common::v1::ConversationRef>,
+        user_ids: &[String],
+        request: &Request<T>,
+    ) -> Result<(), Status> {
+        let caller = Caller::of(request)?;
+        let command = Members::parse(change, conversation, user_ids, &caller, &self.limits)?;
+        Ok(command.execute(&self.store).await?)
+    }
+
     /// The tonic server for this service.
     pub fn into_server(self) -> pb::conversation_service_server::ConversationServiceServer<Self> {
         pb::conversation_service_server::ConversationServiceServer::new(self)
@@ -78,16 +91,14 @@ impl ConversationApi for ConversationService {
         &self,
         request: Request<pb::AddMembersRequest>,
     ) -> Result<Response<pb::AddMembersResponse>, Status> {
-        let caller = Caller::of(&request)?;
         let req = request.get_ref();
-        let command = Members::parse(
+        self.members(
             Change::Add,
             req.conversation.as_ref(),
             &req.user_ids,
-            &caller,
-            &self.limits,
-        )?;
-        command.execute(&self.store).await?;
+            &request,
+        )
+        .await?;
         Ok(Response::new(pb::AddMembersResponse {}))
     }
 
@@ -95,16 +106,14 @@ impl ConversationApi for ConversationService {
         &self,
         request: Request<pb::RemoveMembersRequest>,
     ) -> Result<Response<pb::RemoveMembersResponse>, Status> {
-        let caller = Caller::of(&request)?;
         let req = request.get_ref();
-        let command = Members::parse(
+        self.members(
             Change::Remove,
             req.conversation.as_ref(),
             &req.user_ids,
-            &caller,
-            &self.limits,
-        )?;
-        command.execute(&self.store).await?;
+            &request,
+        )
+        .await?;
         Ok(Response::new(pb::RemoveMembersResponse {}))
     }
 }
