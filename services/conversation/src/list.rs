@@ -36,6 +36,8 @@ impl Default for ListSettings {
 pub struct List {
     user: UserId,
     query: ListQuery,
+    /// Encoded size a page stays below.
+    max_page_bytes: usize,
     /// Fingerprint of the kinds, for the next cursor.
     kinds: [u8; 8],
 }
@@ -93,6 +95,7 @@ impl List {
         }
         Ok(Self {
             user,
+            max_page_bytes: limits.max_page_bytes,
             query: ListQuery {
                 kinds,
                 active_since_ms,
@@ -122,18 +125,29 @@ impl List {
         sealer: &CursorSealer,
     ) -> Result<pb::ListConversationsResponse, ApiError> {
         let (entries, more) = store.list_conversations(&self.user, &self.query).await?;
-        let next_cursor = match entries.last() {
-            Some(last) if more => self.cursor_after(sealer, last.last_activity_ms, &last.key),
-            _ => String::new(),
-        };
-        let conversations = entries
-            .into_iter()
-            .map(|e| pb::Conversation {
+        let stored = entries.len();
+        let mut conversations = Vec::with_capacity(stored);
+        let mut last = None;
+        let mut bytes = 0;
+        for e in entries {
+            let entry = pb::Conversation {
                 conversation: Some(convert::conversation_ref(&e.conversation, &self.user)),
                 last_message: Some(convert::message(e.last_message, &self.user)),
                 last_activity_ms: e.last_activity_ms,
-            })
-            .collect();
+            };
+            // The page ends early, with its cursor, before its size passes the budget.
+            bytes += convert::repeated_len(&entry);
+            if bytes > self.max_page_bytes && !conversations.is_empty() {
+                break;
+            }
+            last = Some((e.last_activity_ms, e.key));
+            conversations.push(entry);
+        }
+        let more = more || conversations.len() < stored;
+        let next_cursor = match last {
+            Some((activity, key)) if more => self.cursor_after(sealer, activity, &key),
+            _ => String::new(),
+        };
         Ok(pb::ListConversationsResponse {
             conversations,
             next_cursor,

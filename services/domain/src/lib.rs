@@ -11,7 +11,7 @@ mod message;
 
 pub use clock::{Clock, SystemClock};
 pub use conversation::{Conversation, ConversationKind};
-pub use error::FieldError;
+pub use error::{FieldError, QUOTE_CHARS, quote};
 pub use ids::{GroupId, MAX_ID_LEN, MsgId, UserId};
 pub use limits::Limits;
 pub use message::{MessageKind, NewMessage, StoredMessage};

@@ -23,6 +23,10 @@ pub struct Limits {
     pub max_sender_filter: usize,
     /// Largest conversation-list page.
     pub max_conversation_page: u32,
+    /// Encoded size a history or list page stays below (it ends early, with its cursor,
+    /// rather than pass it; one message or entry always fits): under the 4 MiB that gRPC
+    /// clients accept by default.
+    pub max_page_bytes: usize,
 }
 
 impl Limits {
@@ -38,6 +42,7 @@ impl Limits {
         max_members_per_call: 100,
         max_sender_filter: 20,
         max_conversation_page: 50,
+        max_page_bytes: 3 * 1024 * 1024,
     };
 }
 

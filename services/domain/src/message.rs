@@ -27,6 +27,18 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Every kind, in number order.
+    pub const ALL: [MessageKind; 8] = [
+        Self::Text,
+        Self::Image,
+        Self::Video,
+        Self::Audio,
+        Self::File,
+        Self::Location,
+        Self::Custom,
+        Self::Command,
+    ];
+
     /// From the contract's enum number; 0 and unknown values are errors.
     pub fn from_i32(field: &str, value: i32) -> Result<Self, FieldError> {
         Ok(match value {

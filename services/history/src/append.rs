@@ -1,7 +1,7 @@
 //! AppendMessages: parse a batch whole (every field of every message), then store it.
 
 use roaming_domain::{
-    Conversation, ConversationKind, FieldError, Limits, MessageKind, NewMessage, UserId,
+    Conversation, ConversationKind, FieldError, Limits, MessageKind, NewMessage, UserId, quote,
 };
 use roaming_proto::history::v1 as pb;
 use roaming_runtime::{ApiError, Caller, convert, trace};
@@ -128,13 +128,13 @@ fn new_message(i: usize, m: pb::NewMessage, limits: &Limits) -> Result<NewMessag
         // insert with an internal error.
         if k.contains('\0') || v.contains('\0') {
             return Err(FieldError::new(
-                format!("{}[{k:?}]", f("attributes")),
+                format!("{}[{}]", f("attributes"), quote(k)),
                 "keys and values must not contain NUL (U+0000)",
             ));
         }
         if k.len() > limits.max_attribute_bytes || v.len() > limits.max_attribute_bytes {
             return Err(FieldError::new(
-                format!("{}[{k:?}]", f("attributes")),
+                format!("{}[{}]", f("attributes"), quote(k)),
                 format!(
                     "keys and values are at most {} bytes",
                     limits.max_attribute_bytes

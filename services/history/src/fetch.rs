@@ -32,6 +32,8 @@ pub struct Fetch {
     conversation: Conversation,
     start: Start,
     max_pages: u32,
+    /// Encoded size a page stays below.
+    max_page_bytes: usize,
     /// The page query; `after_seq` is set once the start is resolved.
     query: PageQuery,
     scope: CursorScope,
@@ -145,6 +147,7 @@ impl Fetch {
             conversation,
             start,
             max_pages,
+            max_page_bytes: limits.max_page_bytes,
             query: PageQuery {
                 direction,
                 after_seq: direction.start(),
@@ -218,16 +221,26 @@ impl Pager {
             .store
             .fetch_page(&f.user, &f.conversation, &f.query)
             .await?;
-        if let Some(last) = messages.last() {
-            f.query.after_seq = last.seq;
+        let stored = messages.len();
+        let mut page = Vec::with_capacity(stored);
+        let mut bytes = 0;
+        for m in messages {
+            let seq = m.seq;
+            let message = convert::message(m, &f.user);
+            // The page ends early, before its size passes the budget (one message always
+            // fits, so a page is never empty while messages remain).
+            bytes += convert::repeated_len(&message);
+            if bytes > f.max_page_bytes && !page.is_empty() {
+                break;
+            }
+            f.query.after_seq = seq;
+            page.push(message);
         }
+        let is_end = is_end && page.len() == stored;
         self.pages_sent += 1;
         let done = is_end || self.pages_sent >= f.max_pages;
         let response = pb::FetchHistoryResponse {
-            messages: messages
-                .into_iter()
-                .map(|m| convert::message(m, &f.user))
-                .collect(),
+            messages: page,
             next_cursor: f.cursor_at(&self.sealer, f.query.after_seq),
             is_end,
         };

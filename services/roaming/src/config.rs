@@ -107,7 +107,7 @@ pub struct ServeConfig {
     pub conversation_window: HumanDuration,
 
     /// Conversation list: default page size.
-    #[arg(long, env = "ROAMING_CONVERSATION_PAGE_SIZE", default_value_t = ListSettings::DEFAULT.page_size)]
+    #[arg(long, env = "ROAMING_CONVERSATION_PAGE_SIZE", default_value_t = ListSettings::DEFAULT.page_size, value_parser = clap::value_parser!(u32).range(1..=i64::from(Limits::DEFAULT.max_conversation_page)))]
     pub conversation_page_size: u32,
 
     #[command(flatten)]
@@ -137,7 +137,7 @@ pub struct ServeConfig {
 pub struct ProtectionArgs {
     /// Most calls in progress at once (streams included); more are refused at once with
     /// RESOURCE_EXHAUSTED. Health and reflection are exempt.
-    #[arg(long, env = "ROAMING_MAX_CONCURRENT_CALLS", default_value_t = GuardSettings::DEFAULT.max_concurrent_calls)]
+    #[arg(long, env = "ROAMING_MAX_CONCURRENT_CALLS", default_value_t = GuardSettings::DEFAULT.max_concurrent_calls, value_parser = at_least_one)]
     pub max_concurrent_calls: usize,
     /// Longest a call may take to produce its response (a stream's first page); then
     /// DEADLINE_EXCEEDED. A shorter client deadline always applies.
@@ -169,29 +169,44 @@ impl ProtectionArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
     /// Largest message body, bytes.
-    #[arg(long, env = "ROAMING_MAX_BODY_BYTES", default_value_t = Limits::DEFAULT.max_body_bytes)]
+    #[arg(long, env = "ROAMING_MAX_BODY_BYTES", default_value_t = Limits::DEFAULT.max_body_bytes, value_parser = at_least_one)]
     pub max_body_bytes: usize,
     /// Most attributes per message.
-    #[arg(long, env = "ROAMING_MAX_ATTRIBUTES", default_value_t = Limits::DEFAULT.max_attributes)]
+    #[arg(long, env = "ROAMING_MAX_ATTRIBUTES", default_value_t = Limits::DEFAULT.max_attributes, value_parser = at_least_one)]
     pub max_attributes: usize,
     /// Largest attribute key or value, bytes.
-    #[arg(long, env = "ROAMING_MAX_ATTRIBUTE_BYTES", default_value_t = Limits::DEFAULT.max_attribute_bytes)]
+    #[arg(long, env = "ROAMING_MAX_ATTRIBUTE_BYTES", default_value_t = Limits::DEFAULT.max_attribute_bytes, value_parser = at_least_one)]
     pub max_attribute_bytes: usize,
     /// Most messages per AppendMessages call.
-    #[arg(long, env = "ROAMING_MAX_APPEND_BATCH", default_value_t = Limits::DEFAULT.max_append_batch)]
+    #[arg(long, env = "ROAMING_MAX_APPEND_BATCH", default_value_t = Limits::DEFAULT.max_append_batch, value_parser = at_least_one)]
     pub max_append_batch: usize,
     /// Largest history page.
-    #[arg(long, env = "ROAMING_MAX_PAGE_SIZE", default_value_t = Limits::DEFAULT.max_page_size)]
+    #[arg(long, env = "ROAMING_MAX_PAGE_SIZE", default_value_t = Limits::DEFAULT.max_page_size, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_page_size: u32,
     /// Most pages per FetchHistory stream.
-    #[arg(long, env = "ROAMING_MAX_PAGES", default_value_t = Limits::DEFAULT.max_pages)]
+    #[arg(long, env = "ROAMING_MAX_PAGES", default_value_t = Limits::DEFAULT.max_pages, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pages: u32,
     /// Most ids per RemoveMessages call.
-    #[arg(long, env = "ROAMING_MAX_REMOVAL_IDS", default_value_t = Limits::DEFAULT.max_removal_ids)]
+    #[arg(long, env = "ROAMING_MAX_REMOVAL_IDS", default_value_t = Limits::DEFAULT.max_removal_ids, value_parser = at_least_one)]
     pub max_removal_ids: usize,
     /// Most users per membership call.
-    #[arg(long, env = "ROAMING_MAX_MEMBERS_PER_CALL", default_value_t = Limits::DEFAULT.max_members_per_call)]
+    #[arg(long, env = "ROAMING_MAX_MEMBERS_PER_CALL", default_value_t = Limits::DEFAULT.max_members_per_call, value_parser = at_least_one)]
     pub max_members_per_call: usize,
+    /// Encoded size a history or list page stays below, bytes: a page ends early, with its
+    /// cursor, rather than pass it (one message always fits). The default is under the 4 MiB
+    /// that gRPC clients accept by default.
+    #[arg(long, env = "ROAMING_MAX_PAGE_BYTES", default_value_t = Limits::DEFAULT.max_page_bytes, value_parser = at_least_one)]
+    pub max_page_bytes: usize,
+}
+
+/// A count setting of at least 1: a zero limit would break the contract (empty pages that
+/// are not the end, batches that can hold nothing), so it is refused at start.
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl LimitArgs {
@@ -206,6 +221,7 @@ impl LimitArgs {
             max_pages: self.max_pages,
             max_removal_ids: self.max_removal_ids,
             max_members_per_call: self.max_members_per_call,
+            max_page_bytes: self.max_page_bytes,
             ..Limits::DEFAULT
         }
     }
@@ -215,7 +231,7 @@ impl LimitArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PoolArgs {
     /// Most database connections per process.
-    #[arg(long, env = "ROAMING_POOL_SIZE", default_value_t = PoolSettings::DEFAULT.max_size)]
+    #[arg(long, env = "ROAMING_POOL_SIZE", default_value_t = PoolSettings::DEFAULT.max_size, value_parser = at_least_one)]
     pub pool_size: usize,
     /// How long a call waits for a free connection before UNAVAILABLE.
     #[arg(long, env = "ROAMING_POOL_WAIT_TIMEOUT", default_value_t = human(PoolSettings::DEFAULT.wait_timeout))]

@@ -63,3 +63,10 @@ pub fn user_ids(field: &str, values: &[String], max: usize) -> Result<Vec<UserId
         .map(|(i, v)| UserId::parse(&format!("{field}[{i}]"), v))
         .collect()
 }
+
+/// Bytes `item` adds to a response as one element of a repeated field (tag, length, body):
+/// what pages count against their byte budget.
+pub fn repeated_len(item: &impl prost::Message) -> usize {
+    let n = item.encoded_len();
+    1 + prost::encoding::encoded_len_varint(n as u64) + n
+}

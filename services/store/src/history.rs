@@ -155,19 +155,30 @@ impl Store {
                     is_end: true,
                 });
             }
-            let (lower, upper, sql) = match query.direction {
-                Direction::Forward => (
-                    query.after_seq.max(view.floor),
-                    i64::MAX,
-                    &*sql::PAGE_FORWARD,
-                ),
-                Direction::Backward => (view.floor, query.after_seq, &*sql::PAGE_BACKWARD),
+            let (lower, upper) = match query.direction {
+                Direction::Forward => (query.after_seq.max(view.floor), i64::MAX),
+                Direction::Backward => (view.floor, query.after_seq),
             };
-            let statement = client.prepare_cached(sql).await?;
+            let filter = match (query.senders.is_empty(), query.kinds.is_empty()) {
+                (true, true) => sql::PageFilter::All,
+                (true, false) => sql::PageFilter::Kinds,
+                (false, _) => sql::PageFilter::SendersAndKinds,
+            };
+            let statement = client
+                .prepare_typed_cached(
+                    sql::page_statement(query.direction == Direction::Backward, filter),
+                    &sql::PAGE_PARAMETERS,
+                )
+                .await?;
             // One more than asked: whether it comes back says whether this page is the last.
             let fetch = i64::from(query.limit) + 1;
             let senders: Vec<&str> = query.senders.iter().map(UserId::as_str).collect();
-            let kinds: Vec<i16> = query.kinds.iter().map(|k| k.as_i16()).collect();
+            // Senders without kinds: each sender's messages of every kind.
+            let kinds: Vec<i16> = if query.kinds.is_empty() {
+                MessageKind::ALL.iter().map(|k| k.as_i16()).collect()
+            } else {
+                query.kinds.iter().map(|k| k.as_i16()).collect()
+            };
             let rows = client
                 .query(
                     &statement,

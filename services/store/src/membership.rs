@@ -34,7 +34,8 @@ impl Store {
 
     /// Purges `conversation` for everyone (FOR_EVERYONE): it leaves every participant's list
     /// until a newer message arrives, and with `delete_messages` every message stored so far
-    /// is hidden from everybody. Idempotent; a conversation that does not exist is left so.
+    /// is hidden from everybody and its body and attributes are erased from the database.
+    /// Idempotent; a conversation that does not exist is left so.
     pub async fn purge_conversation(
         &self,
         conversation: &Conversation,

@@ -18,26 +18,119 @@ pub const VIEW: &str = "SELECT c.purged_through_seq, uc.hidden_through_seq, uc.i
 /// The seq of message `$2` in conversation `$1`.
 pub const ANCHOR: &str = "SELECT seq FROM messages WHERE conv_key = $1 AND msg_id = $2";
 
-fn page(order: &str) -> String {
-    // `OFFSET 0` fences the tombstone probe so it stays one index lookup per row.
-    format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m \
-         WHERE m.conv_key = $1 AND m.seq > $2 AND m.seq < $3 \
-           AND ($4::bigint IS NULL OR m.server_time_ms >= $4) \
-           AND ($5::bigint IS NULL OR m.server_time_ms <= $5) \
-           AND (cardinality($6::text[]) = 0 OR m.sender = ANY($6)) \
-           AND (cardinality($7::smallint[]) = 0 OR m.msg_type = ANY($7)) \
-           AND NOT EXISTS (SELECT 1 FROM tombstones t \
-               WHERE t.conv_key = m.conv_key AND t.user_id = $8 AND t.seq = m.seq OFFSET 0) \
-         ORDER BY m.seq {order} LIMIT $9"
-    )
+/// The exclusive seq bounds of a page: `$2 < seq < $3`, narrowed by the optional time range
+/// `$4..=$5`. `server_time_ms` never decreases along seq within a conversation, so a time
+/// range is a seq range, found by one probe of `messages_by_time` per bound: a page costs the
+/// same however far back in time it reaches.
+const LOWER: &str = "(CASE WHEN $4::bigint IS NULL THEN $2 ELSE greatest($2, coalesce(
+        (SELECT b.seq - 1 FROM messages b WHERE b.conv_key = $1 AND b.server_time_ms >= $4
+         ORDER BY b.server_time_ms, b.seq LIMIT 1), 9223372036854775807)) END)";
+const UPPER: &str = "(CASE WHEN $5::bigint IS NULL THEN $3 ELSE least($3, coalesce(
+        (SELECT b.seq + 1 FROM messages b WHERE b.conv_key = $1 AND b.server_time_ms <= $5
+         ORDER BY b.server_time_ms DESC, b.seq DESC LIMIT 1), 0)) END)";
+
+/// Not removed one-way by reader `$8`. `OFFSET 0` fences the probe so it stays one index
+/// lookup per row; `t.conv_key = $1` (not `= m.conv_key`) keeps it on the conversation's own
+/// shard when the tables are distributed.
+const NOT_REMOVED: &str = "NOT EXISTS (SELECT 1 FROM tombstones t
+         WHERE t.conv_key = $1 AND t.user_id = $8 AND t.seq = m.seq OFFSET 0)";
+
+/// Which messages a page may draw from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFilter {
+    /// Every message (no `senders`, no `types`).
+    All,
+    /// Only kinds `$7` (no `senders`).
+    Kinds,
+    /// Only senders `$6` of kinds `$7` (the store passes every kind when `types` is empty).
+    SendersAndKinds,
+}
+
+fn page(order: &str, filter: PageFilter) -> String {
+    match filter {
+        PageFilter::All => format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m
+             WHERE m.conv_key = $1 AND m.seq > {LOWER} AND m.seq < {UPPER} AND {NOT_REMOVED}
+             ORDER BY m.seq {order} LIMIT $9"
+        ),
+        // A filtered page merges one ordered index range per filter value (kind, or
+        // (sender, kind) pair), each cut at the page's limit: index work proportional to the
+        // page times the number of values, never to the conversation, however rare the
+        // filtered messages are. Only seqs are read from the indexes; rows are fetched for
+        // the page alone.
+        PageFilter::Kinds => format!(
+            "SELECT {MESSAGE_COLUMNS} FROM (
+                 SELECT f.seq FROM unnest($7::smallint[]) AS k(kind)
+                 CROSS JOIN LATERAL (
+                     SELECT m.seq FROM messages m
+                     WHERE m.conv_key = $1 AND m.msg_type = k.kind
+                       AND m.seq > {LOWER} AND m.seq < {UPPER} AND {NOT_REMOVED}
+                     ORDER BY m.seq {order} LIMIT $9) f
+                 ORDER BY f.seq {order} LIMIT $9) p
+             JOIN messages m ON m.conv_key = $1 AND m.seq = p.seq
+             ORDER BY m.seq {order}"
+        ),
+        PageFilter::SendersAndKinds => format!(
+            "SELECT {MESSAGE_COLUMNS} FROM (
+                 SELECT f.seq FROM unnest($6::text[]) AS s(sender)
+                 CROSS JOIN unnest($7::smallint[]) AS k(kind)
+                 CROSS JOIN LATERAL (
+                     SELECT m.seq FROM messages m
+                     WHERE m.conv_key = $1 AND m.sender = s.sender AND m.msg_type = k.kind
+                       AND m.seq > {LOWER} AND m.seq < {UPPER} AND {NOT_REMOVED}
+                     ORDER BY m.seq {order} LIMIT $9) f
+                 ORDER BY f.seq {order} LIMIT $9) p
+             JOIN messages m ON m.conv_key = $1 AND m.seq = p.seq
+             ORDER BY m.seq {order}"
+        ),
+    }
 }
 
 /// A history page, oldest first: conversation `$1`, `$2 < seq < $3`, optional time range
-/// `$4..=$5`, senders `$6`, kinds `$7`, reader `$8` (tombstones), limit `$9`.
-pub static PAGE_FORWARD: LazyLock<String> = LazyLock::new(|| page("ASC"));
+/// `$4..=$5`, senders `$6` (unused here), kinds `$7` (unused here), reader `$8`
+/// (tombstones), limit `$9`.
+pub static PAGE_FORWARD: LazyLock<String> = LazyLock::new(|| page("ASC", PageFilter::All));
 /// A history page, newest first (parameters as [`PAGE_FORWARD`]).
-pub static PAGE_BACKWARD: LazyLock<String> = LazyLock::new(|| page("DESC"));
+pub static PAGE_BACKWARD: LazyLock<String> = LazyLock::new(|| page("DESC", PageFilter::All));
+/// A page of kinds `$7`, oldest first (parameters as [`PAGE_FORWARD`]).
+pub static PAGE_FORWARD_KINDS: LazyLock<String> = LazyLock::new(|| page("ASC", PageFilter::Kinds));
+/// A page of kinds `$7`, newest first.
+pub static PAGE_BACKWARD_KINDS: LazyLock<String> =
+    LazyLock::new(|| page("DESC", PageFilter::Kinds));
+/// A page of senders `$6` and kinds `$7`, oldest first.
+pub static PAGE_FORWARD_SENDERS: LazyLock<String> =
+    LazyLock::new(|| page("ASC", PageFilter::SendersAndKinds));
+/// A page of senders `$6` and kinds `$7`, newest first.
+pub static PAGE_BACKWARD_SENDERS: LazyLock<String> =
+    LazyLock::new(|| page("DESC", PageFilter::SendersAndKinds));
+
+/// The parameter types of every page statement (typed, since not every shape uses `$6`/`$7`).
+pub const PAGE_PARAMETERS: [tokio_postgres::types::Type; 9] = {
+    use tokio_postgres::types::Type;
+    [
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT_ARRAY,
+        Type::INT2_ARRAY,
+        Type::TEXT,
+        Type::INT8,
+    ]
+};
+
+/// The page statement for `direction_backward` and `filter`.
+pub fn page_statement(backward: bool, filter: PageFilter) -> &'static str {
+    match (backward, filter) {
+        (false, PageFilter::All) => &PAGE_FORWARD,
+        (true, PageFilter::All) => &PAGE_BACKWARD,
+        (false, PageFilter::Kinds) => &PAGE_FORWARD_KINDS,
+        (true, PageFilter::Kinds) => &PAGE_BACKWARD_KINDS,
+        (false, PageFilter::SendersAndKinds) => &PAGE_FORWARD_SENDERS,
+        (true, PageFilter::SendersAndKinds) => &PAGE_BACKWARD_SENDERS,
+    }
+}
 
 /// A conversation-list page of user `$1`: kinds `$2`, active since `$3`, keyset after
 /// `($4, $5)`, limit `$6`.
@@ -67,7 +160,7 @@ pub static LIST: LazyLock<String> = LazyLock::new(|| {
              SELECT * FROM messages m
              WHERE m.conv_key = s.conv_key AND m.seq > s.floor
                AND NOT EXISTS (SELECT 1 FROM tombstones t
-                   WHERE t.conv_key = m.conv_key AND t.user_id = s.user_id AND t.seq = m.seq
+                   WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id AND t.seq = m.seq
                    OFFSET 0)
              ORDER BY m.seq DESC LIMIT 1) m
          ORDER BY s.last_time_ms DESC, s.conv_key DESC
@@ -165,13 +258,21 @@ pub const REMOVE_FOR_ME: &str = "UPDATE user_conversations uc SET
      WHERE c.conv_key = uc.conv_key AND uc.conv_key = $1 AND uc.user_id = $2";
 
 /// FOR_EVERYONE purge of conversation `$1`: off every list through its last seq, and with
-/// `$2` (delete_messages) every message so far hidden from everybody.
-pub const PURGE: &str = "UPDATE conversations SET
-         cleared_through_seq = greatest(cleared_through_seq, last_seq),
-         purged_through_seq = CASE WHEN $2
-             THEN greatest(purged_through_seq, last_seq)
-             ELSE purged_through_seq END
-     WHERE conv_key = $1";
+/// `$2` (delete_messages) every message so far hidden from everybody and its content erased
+/// (body and attributes; the row's keys stay, so seq stays gapless and a retried append is
+/// still recognised). One statement, so the purge and the erasure commit together.
+pub const PURGE: &str = "WITH purge AS (
+         UPDATE conversations SET
+             cleared_through_seq = greatest(cleared_through_seq, last_seq),
+             purged_through_seq = CASE WHEN $2
+                 THEN greatest(purged_through_seq, last_seq)
+                 ELSE purged_through_seq END
+         WHERE conv_key = $1
+         RETURNING purged_through_seq)
+     UPDATE messages m SET body = ''::bytea, attributes = '{}'::jsonb
+     FROM purge
+     WHERE $2 AND m.conv_key = $1 AND m.seq <= purge.purged_through_seq
+       AND (octet_length(m.body) > 0 OR m.attributes <> '{}'::jsonb)";
 
 /// Health: the database answers.
 pub const PING: &str = "SELECT 1";

@@ -1,6 +1,7 @@
 //! Reliability: faults, overload, cancellation, shutdown (each test with its own PostgreSQL),
 //! consistency, bad input and security (against the shared PostgreSQL).
 
+mod abuse;
 mod consistency;
 mod faults;
 mod input;

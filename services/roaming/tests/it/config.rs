@@ -89,3 +89,46 @@ fn the_readme_settings_table_matches_roaming_serve_help() {
         );
     }
 }
+
+/// `roaming serve` with `env` set exits at once with an error naming `names`.
+fn refuses_to_start(env: (&str, &str), names: &str) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roaming"));
+    command.arg("serve");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ROAMING_") {
+            command.env_remove(name);
+        }
+    }
+    // A key, so that the refusal comes from the setting under test.
+    command.env("ROAMING_JWT_SECRET", roaming_testkit::SECRET);
+    command.env(env.0, env.1);
+    let output = command.output().expect("roaming serve runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{env:?} was accepted");
+    assert!(stderr.contains(names), "{env:?}: {stderr}");
+}
+
+#[test]
+fn settings_that_would_break_the_contract_are_refused_at_start() {
+    // A page size of 0 would give empty pages that are not the end; a batch of 0 could hold
+    // nothing; a pool of 0 would never answer.
+    for (env, flag) in [
+        ("ROAMING_MAX_PAGE_SIZE", "--max-page-size"),
+        ("ROAMING_MAX_PAGES", "--max-pages"),
+        ("ROAMING_CONVERSATION_PAGE_SIZE", "--conversation-page-size"),
+        ("ROAMING_MAX_APPEND_BATCH", "--max-append-batch"),
+        ("ROAMING_MAX_REMOVAL_IDS", "--max-removal-ids"),
+        ("ROAMING_MAX_MEMBERS_PER_CALL", "--max-members-per-call"),
+        ("ROAMING_MAX_BODY_BYTES", "--max-body-bytes"),
+        ("ROAMING_MAX_PAGE_BYTES", "--max-page-bytes"),
+        ("ROAMING_POOL_SIZE", "--pool-size"),
+        ("ROAMING_MAX_CONCURRENT_CALLS", "--max-concurrent-calls"),
+    ] {
+        refuses_to_start((env, "0"), flag);
+    }
+    // The list's default page cannot exceed the largest page a request may ask for.
+    refuses_to_start(
+        ("ROAMING_CONVERSATION_PAGE_SIZE", "51"),
+        "--conversation-page-size",
+    );
+}
