@@ -517,6 +517,8 @@ mod tests {
             attributes: [("k".to_owned(), "v".to_owned())].into(),
             server_time_ms: 10 * seq,
             client_msg_id: format!("c{seq}"),
+            edit_version: 0,
+            edited_at_ms: 0,
         }
     }
 

@@ -183,6 +183,10 @@ pub struct Message {
     pub server_time_ms: i64,
     /// The sender's idempotency key.
     pub client_msg_id: String,
+    /// How many times it was edited (0: never).
+    pub edit_version: u32,
+    /// Server time of the last edit, ms since the Unix epoch (0: never edited).
+    pub edited_at_ms: i64,
 }
 
 impl Message {
@@ -204,6 +208,8 @@ impl Message {
             attributes: self.attributes.clone(),
             server_time_ms: self.server_time_ms,
             client_msg_id: self.client_msg_id.clone(),
+            edit_version: self.edit_version,
+            edited_at_ms: self.edited_at_ms,
         }
     }
 }
@@ -227,6 +233,8 @@ impl TryFrom<pb::Message> for Message {
             attributes: m.attributes,
             server_time_ms: m.server_time_ms,
             client_msg_id: m.client_msg_id,
+            edit_version: m.edit_version,
+            edited_at_ms: m.edited_at_ms,
         })
     }
 }

@@ -9,8 +9,11 @@ mod list;
 mod members;
 mod remove;
 mod service;
+mod sync;
+pub mod sync_token;
 
 pub use list::{List, ListSettings};
 pub use members::{Change, Members};
 pub use remove::RemoveConversation;
 pub use service::ConversationService;
+pub use sync::{DEFAULT_SYNC_PAGE, MAX_SYNC_PAGE, Sync, SyncSettings};

@@ -3,12 +3,16 @@
 use crate::list::{List, ListSettings};
 use crate::members::{Change, Members};
 use crate::remove::RemoveConversation;
+use crate::sync::{Sync, SyncSettings};
+use futures::Stream;
 use roaming_domain::{Clock, Limits};
 use roaming_proto::conversation::v1 as pb;
 use roaming_proto::conversation::v1::conversation_service_server::ConversationService as ConversationApi;
 use roaming_runtime::{Caller, CursorSealer};
 use roaming_store::Store;
+use std::pin::Pin;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 /// `roaming.conversation.v1.ConversationService`.
@@ -17,25 +21,32 @@ pub struct ConversationService {
     store: Store,
     limits: Limits,
     settings: ListSettings,
+    sync: SyncSettings,
     clock: Arc<dyn Clock>,
     sealer: CursorSealer,
+    shutdown: CancellationToken,
 }
 
 impl ConversationService {
     /// A service over `store`, listing with `settings` unless a request says otherwise.
+    /// `shutdown` being cancelled ends open sync streams with UNAVAILABLE.
     pub fn new(
         store: Store,
         limits: Limits,
         settings: ListSettings,
+        sync: SyncSettings,
         clock: Arc<dyn Clock>,
         sealer: CursorSealer,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
             store,
             limits,
             settings,
+            sync,
             clock,
             sealer,
+            shutdown,
         }
     }
 
@@ -58,8 +69,28 @@ impl ConversationService {
     }
 }
 
+type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncConversationsResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl ConversationApi for ConversationService {
+    type SyncConversationsStream = SyncStream;
+
+    async fn sync_conversations(
+        &self,
+        request: Request<pb::SyncConversationsRequest>,
+    ) -> Result<Response<Self::SyncConversationsStream>, Status> {
+        let caller = Caller::of(&request)?;
+        let now_ms = self.clock.now_ms();
+        let command = Sync::parse(request.get_ref(), &caller, self.sync, &self.sealer, now_ms)?;
+        let pages = command.execute(
+            self.store.clone(),
+            self.sealer.clone(),
+            now_ms,
+            self.shutdown.clone(),
+        );
+        Ok(Response::new(Box::pin(pages)))
+    }
+
     async fn list_conversations(
         &self,
         request: Request<pb::ListConversationsRequest>,

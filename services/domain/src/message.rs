@@ -121,6 +121,10 @@ pub struct StoredMessage {
     pub server_time_ms: i64,
     /// The sender's idempotency key.
     pub client_msg_id: String,
+    /// How many times it was edited (0: never).
+    pub edit_version: u32,
+    /// Server time of the last edit (0: never edited).
+    pub edited_at_ms: i64,
 }
 
 impl StoredMessage {

@@ -6,11 +6,13 @@
 
 mod append;
 pub mod cursor;
+mod digest;
 mod fetch;
 mod remove;
 mod service;
 
 pub use append::{Append, MAX_CLIENT_MSG_ID_CHARS};
+pub use digest::{DEFAULT_BUCKET_SIZE, Digest, MAX_BUCKET_SIZE, MAX_BUCKETS};
 pub use fetch::{DEFAULT_PAGE_SIZE, Fetch, Start};
 pub use remove::{RemoveBefore, RemoveIds};
 pub use service::HistoryService;

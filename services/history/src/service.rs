@@ -1,6 +1,7 @@
 //! The gRPC handlers: each one is `parse` (pure) then `execute` (the store).
 
 use crate::append::Append;
+use crate::digest::Digest;
 use crate::fetch::Fetch;
 use crate::remove::{RemoveBefore, RemoveIds};
 use futures::Stream;
@@ -95,6 +96,15 @@ impl HistoryApi for HistoryService {
     ) -> Result<Response<pb::RemoveMessagesBeforeResponse>, Status> {
         let caller = Caller::of(&request)?;
         let command = RemoveBefore::parse(request.into_inner(), &caller)?;
+        Ok(Response::new(command.execute(&self.store).await?))
+    }
+
+    async fn digest_history(
+        &self,
+        request: Request<pb::DigestHistoryRequest>,
+    ) -> Result<Response<pb::DigestHistoryResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let command = Digest::parse(request.into_inner(), &caller)?;
         Ok(Response::new(command.execute(&self.store).await?))
     }
 }

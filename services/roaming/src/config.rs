@@ -5,7 +5,7 @@
 
 use clap::{Args, FromArgMatches as _, ValueEnum};
 use humantime::Duration as HumanDuration;
-use roaming_conversation::ListSettings;
+use roaming_conversation::{ListSettings, SyncSettings};
 use roaming_domain::Limits;
 use roaming_runtime::guard::GuardSettings;
 use roaming_store::db::PoolSettings;
@@ -105,6 +105,11 @@ pub struct ServeConfig {
     /// Conversation list: default activity window (e.g. 7d, 36h).
     #[arg(long, env = "ROAMING_CONVERSATION_WINDOW", default_value_t = human(ListSettings::DEFAULT.window))]
     pub conversation_window: HumanDuration,
+
+    /// Change feed (SyncConversations): how old a sync token may be before the device must
+    /// start again from a snapshot (FAILED_PRECONDITION).
+    #[arg(long, env = "ROAMING_SYNC_RETENTION", default_value_t = human(SyncSettings::DEFAULT.retention))]
+    pub sync_retention: HumanDuration,
 
     /// Conversation list: default page size.
     #[arg(long, env = "ROAMING_CONVERSATION_PAGE_SIZE", default_value_t = ListSettings::DEFAULT.page_size, value_parser = clap::value_parser!(u32).range(1..=i64::from(Limits::DEFAULT.max_conversation_page)))]
@@ -267,6 +272,13 @@ impl ServeConfig {
             .try_get_matches_from(["serve"])
             .expect("every setting has a default");
         Self::from_arg_matches(&matches).expect("defaults parse")
+    }
+
+    /// The change feed's settings.
+    pub fn sync(&self) -> SyncSettings {
+        SyncSettings {
+            retention: *self.sync_retention,
+        }
     }
 
     /// The conversation list's settings.

@@ -76,8 +76,10 @@ pub async fn serve(
             app.store.clone(),
             limits.clone(),
             config.list(),
+            config.sync(),
             app.clock.clone(),
             app.sealer.clone(),
+            stop_streams.clone(),
         );
         let server =
             ConversationServiceServer::new(service).max_decoding_message_size(max_message_bytes);

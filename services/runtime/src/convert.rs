@@ -43,6 +43,8 @@ pub fn message(m: StoredMessage, viewer: &UserId) -> pb::Message {
         attributes: m.attributes,
         server_time_ms: m.server_time_ms,
         client_msg_id: m.client_msg_id,
+        edit_version: m.edit_version,
+        edited_at_ms: m.edited_at_ms,
     }
 }
 

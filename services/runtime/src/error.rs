@@ -19,6 +19,9 @@ pub enum ApiError {
     /// An anchor or named object does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Well formed, but the state forbids it (an expired sync token, ...).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A load limit was hit.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -63,6 +66,7 @@ impl From<ApiError> for Status {
             ApiError::Unauthenticated(m) => Status::unauthenticated(m),
             ApiError::PermissionDenied(m) => Status::permission_denied(m),
             ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ApiError::Unavailable(detail) => {
                 // The detail may name hosts or SQL state: it goes to the log only.

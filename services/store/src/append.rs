@@ -126,6 +126,8 @@ fn stored(m: &NewMessage, msg_id: MsgId, seq: i64, server_time_ms: i64) -> Store
         attributes: m.attributes.clone(),
         server_time_ms,
         client_msg_id: m.client_msg_id.clone(),
+        edit_version: 0,
+        edited_at_ms: 0,
     }
 }
 
@@ -261,6 +263,7 @@ async fn append_to_conversation(
                     &bodies,
                     &attributes,
                     &client_ids,
+                    &(conversation.kind() == ConversationKind::Peer),
                 ],
             )
             .await?;

@@ -57,6 +57,38 @@ pub struct Page {
     pub is_end: bool,
 }
 
+/// A DigestHistory range, already validated: `from_seq..=to_seq` (`to_seq` `None`: through
+/// the conversation's newest stored seq) in buckets of `bucket_size`.
+#[derive(Debug, Clone, Copy)]
+pub struct DigestQuery {
+    /// First seq (inclusive, at least 1).
+    pub from_seq: i64,
+    /// Last seq (inclusive); `None`: the newest stored.
+    pub to_seq: Option<i64>,
+    /// Seqs per bucket (at least 1).
+    pub bucket_size: i64,
+    /// Most buckets the range may have.
+    pub max_buckets: i64,
+}
+
+/// One bucket of consecutive seqs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// First seq (inclusive).
+    pub from_seq: i64,
+    /// Last seq (inclusive).
+    pub to_seq: i64,
+    /// Messages the reader may see in it.
+    pub count: i64,
+    /// The first 16 bytes of SHA-256 over their `seq || msg_id || edit_version`.
+    pub digest: [u8; 16],
+}
+
+/// SHA-256 of nothing, first 16 bytes: the digest of an empty bucket.
+pub const EMPTY_DIGEST: [u8; 16] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+];
+
 /// Per-id outcome of `remove_messages`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemovalStatus {
@@ -72,6 +104,8 @@ pub enum RemovalStatus {
 pub(crate) struct View {
     /// `seq <= floor` is hidden from the caller.
     pub floor: i64,
+    /// The conversation's newest stored seq (0 when it does not exist).
+    pub last_seq: i64,
     /// Whether the conversation has a row at all (a PEER conversation that never started has not).
     pub exists: bool,
 }
@@ -95,6 +129,7 @@ pub(crate) async fn view(
         }
         return Ok(View {
             floor: 0,
+            last_seq: 0,
             exists: false,
         });
     };
@@ -106,6 +141,7 @@ pub(crate) async fn view(
     }
     Ok(View {
         floor: purged.max(hidden.unwrap_or(0)),
+        last_seq: row.get(3),
         exists: true,
     })
 }
@@ -202,6 +238,76 @@ impl Store {
                 .map(|r| rows::message(conversation, r))
                 .collect::<Result<_>>()?;
             Ok(Page { messages, is_end })
+        })
+    }
+
+    /// The buckets of `query` as `user` may see `conversation`. A range resolved through the
+    /// newest seq that would need more than `max_buckets` buckets is `Invalid` (`to_seq`).
+    pub async fn digest(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        query: DigestQuery,
+    ) -> Result<Vec<Bucket>> {
+        with_conn!(self, |client| {
+            let view = view(&**client, user, conversation).await?;
+            let to_seq = query.to_seq.unwrap_or(view.last_seq);
+            if to_seq < query.from_seq {
+                return Ok(Vec::new());
+            }
+            let n = (to_seq - query.from_seq) / query.bucket_size + 1;
+            if n > query.max_buckets {
+                return Err(roaming_domain::FieldError::new(
+                    "to_seq",
+                    format!(
+                        "the range through the newest seq ({to_seq}) needs {n} buckets; at most \
+                         {} per call",
+                        query.max_buckets
+                    ),
+                )
+                .into());
+            }
+            let mut buckets: Vec<Bucket> = (0..n)
+                .map(|i| {
+                    let from = query.from_seq + i * query.bucket_size;
+                    Bucket {
+                        from_seq: from,
+                        to_seq: (from + query.bucket_size - 1).min(to_seq),
+                        count: 0,
+                        digest: EMPTY_DIGEST,
+                    }
+                })
+                .collect();
+            if !view.exists {
+                return Ok(buckets);
+            }
+            let statement = client.prepare_cached(sql::DIGEST).await?;
+            let rows = client
+                .query(
+                    &statement,
+                    &[
+                        &conversation.key(),
+                        &query.from_seq,
+                        &to_seq,
+                        &query.bucket_size,
+                        &view.floor,
+                        &user.as_str(),
+                    ],
+                )
+                .await?;
+            for row in &rows {
+                let index: i64 = row.try_get("bucket")?;
+                let digest: Vec<u8> = row.try_get("digest")?;
+                let bucket = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| buckets.get_mut(i))
+                    .ok_or_else(|| {
+                        Error::Internal(format!("digest bucket {index} out of range"))
+                    })?;
+                bucket.count = row.try_get("count")?;
+                bucket.digest.copy_from_slice(&digest[..16]);
+            }
+            Ok(buckets)
         })
     }
 

@@ -28,11 +28,13 @@ mod membership;
 pub mod migrate;
 mod rows;
 pub mod sql;
+mod sync;
 
 pub use append::AppendOutcome;
 pub use error::{Error, Result};
-pub use history::{Direction, Page, PageQuery, RemovalStatus};
+pub use history::{Bucket, DigestQuery, Direction, EMPTY_DIGEST, Page, PageQuery, RemovalStatus};
 pub use list::{ConversationSummary, ListQuery};
+pub use sync::{ConversationState, SyncPage, SyncQuery};
 
 use deadpool_postgres::Pool;
 

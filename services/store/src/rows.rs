@@ -23,6 +23,8 @@ pub(crate) fn message(conversation: &Conversation, row: &Row) -> Result<StoredMe
         attributes: attributes_from_json(attributes),
         server_time_ms: row.try_get("server_time_ms")?,
         client_msg_id: row.try_get("client_msg_id")?,
+        edit_version: u32::try_from(row.try_get::<_, i32>("edit_version")?).unwrap_or(0),
+        edited_at_ms: row.try_get("edited_at_ms")?,
     })
 }
 

@@ -7,10 +7,11 @@ use std::sync::LazyLock;
 /// Columns every message query selects; `rows::message` reads them by name.
 /// (`recipient` is not among them: it follows from the conversation and the sender.)
 pub const MESSAGE_COLUMNS: &str = "m.msg_id, m.seq, m.sender, m.msg_type, \
-     m.body, m.attributes, m.server_time_ms, m.client_msg_id";
+     m.body, m.attributes, m.server_time_ms, m.client_msg_id, m.edit_version, m.edited_at_ms";
 
 /// Access check and watermarks of `$2` in conversation `$1`.
-pub const VIEW: &str = "SELECT c.purged_through_seq, uc.hidden_through_seq, uc.is_member \
+pub const VIEW: &str = "SELECT c.purged_through_seq, uc.hidden_through_seq, uc.is_member, \
+     c.last_seq \
      FROM conversations c LEFT JOIN user_conversations uc \
        ON uc.conv_key = c.conv_key AND uc.user_id = $2 \
      WHERE c.conv_key = $1";
@@ -187,9 +188,15 @@ pub static EXISTING: LazyLock<String> = LazyLock::new(|| {
 
 /// Append: bump conversation `$1` to last seq `$2` and time `$3`, and insert the rows
 /// (seqs `$4`, senders `$5`, recipients `$6`, kinds `$7`, bodies `$8`, attributes `$9`,
-/// client ids `$10`).
+/// client ids `$10`). A PEER conversation (`$11`) stamps both participants' rows: that is how
+/// their change feeds find it (two rows, not a row per member).
 pub const BUMP_INSERT: &str = "WITH bump AS (
-         UPDATE conversations SET last_seq = $2, last_time_ms = $3 WHERE conv_key = $1
+         UPDATE conversations SET last_seq = $2, last_time_ms = $3,
+                                  change_xid = pg_current_xact_id()
+         WHERE conv_key = $1
+     ), peers AS (
+         UPDATE user_conversations SET change_xid = pg_current_xact_id()
+         WHERE conv_key = $1 AND $11
      )
      INSERT INTO messages (conv_key, seq, sender, recipient, msg_type, body,
                            attributes, client_msg_id, server_time_ms)
@@ -201,14 +208,19 @@ pub const BUMP_INSERT: &str = "WITH bump AS (
 /// Append one message to existing conversation `$1` at time `$2` in one statement: when it
 /// is a PEER conversation (`$3`) or sender `$4` is a member, bump the seq under the row lock
 /// and insert (recipient `$5`, kind `$6`, body `$7`, attributes `$8`, client id `$9`).
-/// Returns `(seq, msg_id, server_time_ms)`, or no row when nothing was written.
+/// Returns `(seq, msg_id, server_time_ms)`, or no row when nothing was written. Stamps the
+/// change feed as [`BUMP_INSERT`] does.
 pub const APPEND_ONE: &str = "WITH bump AS (
          UPDATE conversations SET last_seq = last_seq + 1,
-                                  last_time_ms = greatest(last_time_ms, $2)
+                                  last_time_ms = greatest(last_time_ms, $2),
+                                  change_xid = pg_current_xact_id()
          WHERE conv_key = $1
            AND ($3 OR EXISTS (SELECT 1 FROM user_conversations
                               WHERE conv_key = $1 AND user_id = $4 AND is_member))
          RETURNING last_seq, last_time_ms
+     ), peers AS (
+         UPDATE user_conversations SET change_xid = pg_current_xact_id()
+         WHERE conv_key = $1 AND $3 AND EXISTS (SELECT 1 FROM bump)
      )
      INSERT INTO messages (conv_key, seq, sender, recipient, msg_type, body,
                            attributes, client_msg_id, server_time_ms)
@@ -223,25 +235,35 @@ pub const CREATE_CONVERSATION: &str =
 /// member again and keeps the one-way state from before.
 pub const ADD_PARTICIPANTS: &str = "INSERT INTO user_conversations (conv_key, user_id, kind)
      SELECT $1, u, $3 FROM (SELECT DISTINCT unnest($2::text[]) AS u) AS d
-     ON CONFLICT (conv_key, user_id) DO UPDATE SET is_member = true";
+     ON CONFLICT (conv_key, user_id) DO UPDATE SET is_member = true,
+                                                   change_xid = pg_current_xact_id()";
 
 /// End the membership of users `$2` in conversation `$1`.
-pub const REMOVE_MEMBERS: &str = "UPDATE user_conversations SET is_member = false
-     WHERE conv_key = $1 AND user_id = ANY($2)";
+pub const REMOVE_MEMBERS: &str = "UPDATE user_conversations
+     SET is_member = false, change_xid = pg_current_xact_id()
+     WHERE conv_key = $1 AND user_id = ANY($2) AND is_member";
 
 /// Which of message ids `$2` are in conversation `$1`, with their seqs.
 pub const SEQS_OF_IDS: &str =
     "SELECT msg_id, seq FROM messages WHERE conv_key = $1 AND msg_id = ANY($2)";
 
 /// Tombstones for user `$2` on seqs `$3` of conversation `$1`; returns the seqs newly hidden.
-pub const TOMBSTONE: &str = "INSERT INTO tombstones (conv_key, user_id, seq)
-     SELECT $1, $2, s FROM unnest($3::bigint[]) AS s
-     ON CONFLICT DO NOTHING RETURNING seq";
+/// The user's row is stamped for the change feed in the same statement.
+pub const TOMBSTONE: &str = "WITH hidden AS (
+         INSERT INTO tombstones (conv_key, user_id, seq)
+         SELECT $1, $2, s FROM unnest($3::bigint[]) AS s
+         ON CONFLICT DO NOTHING RETURNING seq
+     ), touched AS (
+         UPDATE user_conversations SET change_xid = pg_current_xact_id()
+         WHERE conv_key = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM hidden)
+     )
+     SELECT seq FROM hidden";
 
 /// Raise user `$2`'s watermark in conversation `$1` to the newest seq stored at or before
 /// time `$3` (never lowering it).
 pub const HIDE_BEFORE_TIME: &str = "UPDATE user_conversations
-     SET hidden_through_seq = greatest(hidden_through_seq,
+     SET change_xid = pg_current_xact_id(),
+         hidden_through_seq = greatest(hidden_through_seq,
          coalesce((SELECT m.seq FROM messages m
                    WHERE m.conv_key = $1 AND m.server_time_ms <= $3
                    ORDER BY m.server_time_ms DESC, m.seq DESC LIMIT 1), 0))
@@ -250,6 +272,7 @@ pub const HIDE_BEFORE_TIME: &str = "UPDATE user_conversations
 /// FOR_ME removal of conversation `$1` by user `$2`: off the list through its last seq, and
 /// with `$3` (delete_messages) every message so far hidden.
 pub const REMOVE_FOR_ME: &str = "UPDATE user_conversations uc SET
+         change_xid = pg_current_xact_id(),
          removed_through_seq = greatest(uc.removed_through_seq, c.last_seq),
          hidden_through_seq = CASE WHEN $3
              THEN greatest(uc.hidden_through_seq, c.last_seq)
@@ -263,12 +286,16 @@ pub const REMOVE_FOR_ME: &str = "UPDATE user_conversations uc SET
 /// still recognised). One statement, so the purge and the erasure commit together.
 pub const PURGE: &str = "WITH purge AS (
          UPDATE conversations SET
+             change_xid = pg_current_xact_id(),
              cleared_through_seq = greatest(cleared_through_seq, last_seq),
              purged_through_seq = CASE WHEN $2
                  THEN greatest(purged_through_seq, last_seq)
                  ELSE purged_through_seq END
          WHERE conv_key = $1
-         RETURNING purged_through_seq)
+         RETURNING purged_through_seq, kind),
+     peers AS (
+         UPDATE user_conversations uc SET change_xid = pg_current_xact_id()
+         FROM purge WHERE uc.conv_key = $1 AND purge.kind = 1)
      UPDATE messages m SET body = ''::bytea, attributes = '{}'::jsonb
      FROM purge
      WHERE $2 AND m.conv_key = $1 AND m.seq <= purge.purged_through_seq
@@ -276,3 +303,104 @@ pub const PURGE: &str = "WITH purge AS (
 
 /// Health: the database answers.
 pub const PING: &str = "SELECT 1";
+
+/// The state of one conversation as user `$1` sees it, for the change feed: the columns of
+/// `SYNC_SNAPSHOT` and `SYNC_DELTA` after the candidates `s` are chosen. The newest visible
+/// message is looked up only for a conversation that can be listed (`listable`).
+fn sync_state(candidates: &str, only_listable: bool) -> String {
+    let listable = "uc.is_member AND c.last_seq > greatest(uc.removed_through_seq,
+                        uc.hidden_through_seq, c.purged_through_seq, c.cleared_through_seq)";
+    let only = if only_listable {
+        format!("AND {listable}")
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT s.conv_key, s.kind, s.last_time_ms, s.last_seq, s.is_member, s.floor,
+                s.listable, {MESSAGE_COLUMNS}
+         FROM (
+             SELECT c.conv_key, c.kind, c.last_time_ms, c.last_seq, uc.is_member, uc.user_id,
+                    greatest(uc.hidden_through_seq, c.purged_through_seq) AS floor,
+                    {listable} AS listable
+             FROM ({candidates}) ch
+             JOIN user_conversations uc ON uc.conv_key = ch.conv_key AND uc.user_id = $1
+             CROSS JOIN LATERAL (SELECT * FROM conversations c
+                                 WHERE c.conv_key = ch.conv_key OFFSET 0) c
+             WHERE (c.last_time_ms, c.conv_key) < ($3, $4) {only}
+             ORDER BY c.last_time_ms DESC, c.conv_key DESC
+             LIMIT $5) s
+         LEFT JOIN LATERAL (
+             SELECT * FROM messages m
+             WHERE s.listable AND m.conv_key = s.conv_key AND m.seq > s.floor
+               AND NOT EXISTS (SELECT 1 FROM tombstones t
+                   WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id AND t.seq = m.seq
+                   OFFSET 0)
+             ORDER BY m.seq DESC LIMIT 1) m ON true
+         ORDER BY s.last_time_ms DESC, s.conv_key DESC"
+    )
+}
+
+/// A snapshot page of user `$1`'s synced conversations (PEER and GROUP, every one that can be
+/// listed, whatever its activity), keyset after `($3, $4)`, limit `$5`. `$2` is unused
+/// (typed like `SYNC_DELTA`'s, so both take the same parameters).
+pub static SYNC_SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
+    sync_state(
+        "SELECT uc.conv_key FROM user_conversations uc
+         WHERE uc.user_id = $1 AND uc.is_member AND uc.kind IN (1, 2)",
+        true,
+    )
+});
+
+/// A delta page of user `$1`: the conversations changed by a transaction that snapshot `$2`
+/// (text form of `pg_snapshot`) did not see, keyset after `($3, $4)`, limit `$5`. Changed:
+/// the user's own row was stamped (their removals, watermarks, membership, and every change
+/// of a PEER conversation, which stamps both participants' rows), or a GROUP the user is a
+/// member of was (its messages and purges stamp only the conversation's row).
+pub static SYNC_DELTA: LazyLock<String> = LazyLock::new(|| {
+    sync_state(
+        "SELECT uc.conv_key FROM user_conversations uc
+         WHERE uc.user_id = $1 AND uc.kind IN (1, 2)
+           AND uc.change_xid >= pg_snapshot_xmin($2::text::pg_snapshot)
+           AND NOT pg_visible_in_snapshot(uc.change_xid, $2::text::pg_snapshot)
+         UNION
+         SELECT uc.conv_key FROM user_conversations uc
+         JOIN conversations c ON c.conv_key = uc.conv_key
+         WHERE uc.user_id = $1 AND uc.is_member AND uc.kind = 2
+           AND c.change_xid >= pg_snapshot_xmin($2::text::pg_snapshot)
+           AND NOT pg_visible_in_snapshot(c.change_xid, $2::text::pg_snapshot)",
+        false,
+    )
+});
+
+/// The parameter types of `SYNC_SNAPSHOT` and `SYNC_DELTA`.
+pub const SYNC_PARAMETERS: [tokio_postgres::types::Type; 5] = {
+    use tokio_postgres::types::Type;
+    [Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8]
+};
+
+/// The snapshot this (repeatable read) transaction reads, as text.
+pub const CURRENT_SNAPSHOT: &str = "SELECT pg_current_snapshot()::text";
+
+/// Messages of conversations `$1` that user `$2` removed by id in a transaction snapshot
+/// `$3` did not see: `(conv_key, msg_id)` in conversation and seq order.
+pub const REMOVED_SINCE: &str = "SELECT t.conv_key, m.msg_id
+     FROM tombstones t
+     JOIN messages m ON m.conv_key = t.conv_key AND m.seq = t.seq
+     WHERE t.conv_key = ANY($1) AND t.user_id = $2
+       AND t.created_xid >= pg_snapshot_xmin($3::text::pg_snapshot)
+       AND NOT pg_visible_in_snapshot(t.created_xid, $3::text::pg_snapshot)
+     ORDER BY t.conv_key, t.seq";
+
+/// DigestHistory: per bucket of `$4` seqs from `$2` through `$3` of conversation `$1`, the
+/// messages reader `$6` may see above floor `$5` (tombstones excluded): bucket number, count,
+/// and SHA-256 over `seq || msg_id || edit_version` (8, 8 and 4 bytes, big-endian) in seq
+/// order. Buckets without a visible message have no row.
+pub const DIGEST: &str = "SELECT (m.seq - $2::bigint) / $4::bigint AS bucket, count(*) AS count,
+         sha256(string_agg(int8send(m.seq) || int8send(m.msg_id) || int4send(m.edit_version),
+                           ''::bytea ORDER BY m.seq)) AS digest
+     FROM messages m
+     WHERE m.conv_key = $1 AND m.seq >= greatest($2::bigint, $5::bigint + 1)
+       AND m.seq <= $3::bigint
+       AND NOT EXISTS (SELECT 1 FROM tombstones t
+           WHERE t.conv_key = $1 AND t.user_id = $6 AND t.seq = m.seq OFFSET 0)
+     GROUP BY 1 ORDER BY 1";

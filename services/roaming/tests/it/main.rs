@@ -14,4 +14,5 @@ mod history_fetch;
 mod history_remove;
 mod protection;
 mod server;
+mod sync;
 mod tracing_spans;
