@@ -6,3 +6,4 @@ mod consistency;
 mod faults;
 mod input;
 mod security;
+mod sync_never_skip;

@@ -131,7 +131,10 @@ async fn a_delta_reports_new_messages_removals_and_watermarks_from_any_device() 
         .unwrap();
     let (changes, token) = sync(&laptop, &token).await;
     assert_eq!(ids(&changes), ["bob"]);
-    assert_eq!(changes[0].removed_msg_ids, std::slice::from_ref(&first.msg_id));
+    assert_eq!(
+        changes[0].removed_msg_ids,
+        std::slice::from_ref(&first.msg_id)
+    );
     assert!(changes[0].listed);
     // Bob's view is his own: nothing changed for him (his snapshot is empty of removals).
     let bob = app.user("bob").await;
