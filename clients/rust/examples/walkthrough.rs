@@ -5,7 +5,7 @@
 //! Start a server and mint tokens (from the repository root):
 //!
 //! ```text
-//! export ROAMING_JWT_SECRET=dev-secret-0123456789
+//! export ROAMING_JWT_SECRET=dev-secret-change-me-0123456789abcdef
 //! cargo run -p roaming -- serve &                       # 127.0.0.1:50051
 //! export ROAMING_TOKEN=$(cargo run -q -p roaming -- token --sub alice)
 //! export ROAMING_SERVICE_TOKEN=$(cargo run -q -p roaming -- token --sub gateway --role service)

@@ -487,11 +487,12 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
     };
     let server = server::ServerProcess::start(url, settings.args.pool_size, &secret).await?;
     println!("server pid {} listening on {}", server.pid, server.addr);
+    // As long-lived as the server accepts (its ROAMING_JWT_MAX_LIFETIME is the default).
     let token = roaming_runtime::TokenSigner::hs256(&secret).mint(
         "bench-gateway",
         true,
         roaming_runtime::auth::now_secs(),
-        24 * 3600,
+        roaming_runtime::auth::TokenRules::DEFAULT_MAX_LIFETIME.as_secs(),
     );
     let mut clients = Vec::new();
     for _ in 0..4 {

@@ -19,7 +19,8 @@ pub struct App {
     pub store: Store,
     /// Token verification.
     pub auth: Arc<Authenticator>,
-    /// Cursor sealing (same key on every replica).
+    /// Cursor sealing (same key on every replica: `ROAMING_CURSOR_KEY`, or one derived from
+    /// the HS256 secret).
     pub sealer: CursorSealer,
     /// The time source.
     pub clock: Arc<dyn Clock>,
@@ -27,12 +28,11 @@ pub struct App {
 
 impl App {
     /// Builds the server's parts from `config` over an opened `store`. Fails, before anything
-    /// is served, when a key setting is missing or bad.
+    /// is served, when a key setting is missing or bad (the token key, the token rules, the
+    /// cursor key: a public-key server needs `ROAMING_CURSOR_KEY`).
     pub fn new(config: ServeConfig, store: Store) -> anyhow::Result<Self> {
-        let public_key = config.keys.public_key_pem()?;
-        let auth =
-            Authenticator::from_settings(config.keys.jwt_secret.as_deref(), public_key.as_deref())?;
-        let sealer = CursorSealer::derive(&config.keys.cursor_key_material()?);
+        let auth = config.keys.authenticator()?;
+        let sealer = config.keys.cursor_sealer()?;
         Ok(Self {
             config,
             store,

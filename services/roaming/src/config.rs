@@ -1,13 +1,17 @@
 //! Settings: every one a flag with a `ROAMING_` environment twin. Each default is defined
 //! once, next to what owns it (`Limits::DEFAULT`, `PoolSettings::DEFAULT`,
-//! `GuardSettings::DEFAULT`, `ListSettings::DEFAULT`, and the server's own below); the
+//! `GuardSettings::DEFAULT`, `ListSettings::DEFAULT`, `TokenRules::DEFAULT_MAX_LIFETIME`, and
+//! the server's own below); the
 //! flags refer to those, and [`ServeConfig::defaults`] reads them back from the flags.
 
 use clap::{Args, FromArgMatches as _, ValueEnum};
 use humantime::Duration as HumanDuration;
 use roaming_conversation::{ListSettings, SyncSettings};
 use roaming_domain::Limits;
+use roaming_runtime::auth::TokenRules;
+use roaming_runtime::cursor::CursorKeyError;
 use roaming_runtime::guard::GuardSettings;
+use roaming_runtime::{Authenticator, CursorSealer};
 use roaming_store::db::PoolSettings;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -46,16 +50,51 @@ pub struct DatabaseArgs {
     pub database_url: String,
 }
 
-/// The token key (exactly one of the two).
-#[derive(Debug, Clone, Args)]
+/// The token key (exactly one of the two), what tokens must say, and the cursor key.
+#[derive(Clone, Args)]
 pub struct KeyArgs {
-    /// HS256 secret that signs tokens (at least 16 bytes). Never logged.
+    /// HS256 secret that signs tokens (at least 32 bytes). Never logged.
     #[arg(long, env = "ROAMING_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// Ed25519 or RSA public key that verifies EdDSA / RS256 tokens: PEM text, or a path to a
-    /// PEM file.
+    /// PEM file. Needs ROAMING_CURSOR_KEY.
     #[arg(long, env = "ROAMING_JWT_PUBLIC_KEY", hide_env_values = true)]
     pub jwt_public_key: Option<String>,
+    /// When set, every token must carry this audience (`aud`: this string, or an array
+    /// holding it). When unset, a token that names an audience is refused.
+    #[arg(long, env = "ROAMING_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// When set, every token must carry this issuer (`iss`).
+    #[arg(long, env = "ROAMING_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The longest a token may be valid: exp - iat (exp - now without iat). Longer ones are
+    /// refused, `exp = u64::MAX` included.
+    #[arg(long, env = "ROAMING_JWT_MAX_LIFETIME", default_value_t = human(TokenRules::DEFAULT_MAX_LIFETIME))]
+    pub jwt_max_lifetime: HumanDuration,
+    /// Secret that seals pagination cursors (at least 32 bytes; the same on every replica).
+    /// Required with ROAMING_JWT_PUBLIC_KEY; with ROAMING_JWT_SECRET and no cursor key,
+    /// cursors are sealed with a key derived from the JWT secret. Never logged.
+    #[arg(long, env = "ROAMING_CURSOR_KEY", hide_env_values = true)]
+    pub cursor_key: Option<String>,
+    /// The cursor key before a rotation: still opens cursors, never seals. Drop it once the
+    /// old cursors no longer matter. Never logged.
+    #[arg(long, env = "ROAMING_CURSOR_KEY_PREVIOUS", hide_env_values = true)]
+    pub cursor_key_previous: Option<String>,
+}
+
+impl std::fmt::Debug for KeyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("KeyArgs")
+            .field("jwt_secret", &set(&self.jwt_secret))
+            .field("jwt_public_key", &set(&self.jwt_public_key))
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_max_lifetime", &self.jwt_max_lifetime)
+            .field("cursor_key", &set(&self.cursor_key))
+            .field("cursor_key_previous", &set(&self.cursor_key_previous))
+            .finish()
+    }
 }
 
 impl KeyArgs {
@@ -64,13 +103,32 @@ impl KeyArgs {
         read_pem(self.jwt_public_key.as_deref(), "ROAMING_JWT_PUBLIC_KEY")
     }
 
-    /// What cursor keys are derived from: the configured key material.
-    pub fn cursor_key_material(&self) -> anyhow::Result<Vec<u8>> {
-        Ok(match (&self.jwt_secret, self.public_key_pem()?) {
-            (Some(secret), _) => secret.as_bytes().to_vec(),
-            (None, Some(pem)) => pem.into_bytes(),
-            (None, None) => Vec::new(),
-        })
+    /// What a token must say beyond its signature.
+    pub fn token_rules(&self) -> TokenRules {
+        TokenRules {
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            max_lifetime: *self.jwt_max_lifetime,
+        }
+    }
+
+    /// Token verification, or why these settings cannot verify tokens.
+    pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
+        let public_key = self.public_key_pem()?;
+        Ok(Authenticator::from_settings(
+            self.jwt_secret.as_deref(),
+            public_key.as_deref(),
+            &self.token_rules(),
+        )?)
+    }
+
+    /// The cursor sealer, or why these settings cannot seal cursors safely.
+    pub fn cursor_sealer(&self) -> Result<CursorSealer, CursorKeyError> {
+        CursorSealer::from_settings(
+            self.cursor_key.as_deref(),
+            self.cursor_key_previous.as_deref(),
+            self.jwt_secret.as_deref(),
+        )
     }
 }
 

@@ -3,7 +3,8 @@
 use clap::{Parser, Subcommand};
 use roaming::App;
 use roaming::config::{DatabaseArgs, ServeConfig, read_pem};
-use roaming_runtime::{Authenticator, TokenSigner, auth, telemetry};
+use roaming_runtime::cursor::CursorKeySource;
+use roaming_runtime::{TokenSigner, auth, telemetry};
 use std::time::Duration;
 
 /// Roaming: message roaming (conversation list and history) over gRPC.
@@ -35,10 +36,17 @@ struct TokenArgs {
     /// `service` mints a service token (backend callers).
     #[arg(long)]
     role: Option<String>,
-    /// How long the token is valid (e.g. 1h, 30m).
+    /// How long the token is valid (e.g. 1h, 30m); the server refuses tokens valid for longer
+    /// than its ROAMING_JWT_MAX_LIFETIME.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     ttl: Duration,
-    /// HS256 secret (the server's ROAMING_JWT_SECRET).
+    /// The token's audience (`aud`): the server's ROAMING_JWT_AUDIENCE, when it has one.
+    #[arg(long, env = "ROAMING_JWT_AUDIENCE")]
+    aud: Option<String>,
+    /// The token's issuer (`iss`): the server's ROAMING_JWT_ISSUER, when it has one.
+    #[arg(long, env = "ROAMING_JWT_ISSUER")]
+    iss: Option<String>,
+    /// HS256 secret (the server's ROAMING_JWT_SECRET, at least 32 bytes).
     #[arg(long, env = "ROAMING_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
     /// Ed25519 or RSA private key (PEM text or path), for servers configured with a public key.
@@ -67,11 +75,16 @@ async fn main() -> anyhow::Result<()> {
                 read_pem(args.jwt_private_key.as_deref(), "ROAMING_JWT_PRIVATE_KEY")?,
             ) {
                 (_, Some(pem)) => TokenSigner::from_private_pem(&pem)?,
-                (Some(secret), None) => TokenSigner::hs256(secret),
+                (Some(secret), None) => {
+                    auth::check_hs256_secret(secret)?;
+                    TokenSigner::hs256(secret)
+                }
                 (None, None) => anyhow::bail!(
                     "no signing key: set ROAMING_JWT_SECRET (or --jwt-secret), or ROAMING_JWT_PRIVATE_KEY"
                 ),
-            };
+            }
+            .with_audience(args.aud)
+            .with_issuer(args.iss);
             let service = match args.role.as_deref() {
                 None => false,
                 Some(auth::SERVICE_ROLE) => true,
@@ -88,11 +101,19 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     telemetry::init(config.log_json);
-    // Refuse to start without a key, before touching the database.
-    Authenticator::from_settings(
-        config.keys.jwt_secret.as_deref(),
-        config.keys.public_key_pem()?.as_deref(),
-    )?;
+    // Refuse to start without a usable token key and cursor key, before touching the database.
+    config.keys.authenticator()?;
+    let sealer = config.keys.cursor_sealer()?;
+    match sealer.source() {
+        CursorKeySource::JwtSecret => tracing::info!(
+            "cursors are sealed with a key derived from ROAMING_JWT_SECRET: rotating it \
+             invalidates outstanding cursors; set ROAMING_CURSOR_KEY to keep them apart"
+        ),
+        _ => tracing::info!(
+            previous_key = sealer.has_previous(),
+            "cursors are sealed with ROAMING_CURSOR_KEY"
+        ),
+    }
     let store = open_store_patiently(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let metrics_addr = config.metrics_addr;

@@ -14,8 +14,8 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// The HS256 secret every test server uses.
-pub const SECRET: &str = "roaming-test-secret-0123456789";
+/// The HS256 secret every test server uses (at least 32 bytes, as a server requires).
+pub const SECRET: &str = "roaming-test-secret-0123456789abcdef";
 /// One day in milliseconds.
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -181,7 +181,9 @@ impl TestApp {
             addr: server.addr,
             endpoint: server.endpoint.clone(),
             clock,
-            signer: TokenSigner::hs256(SECRET),
+            signer: TokenSigner::hs256(SECRET)
+                .with_audience(config.keys.jwt_audience.clone())
+                .with_issuer(config.keys.jwt_issuer.clone()),
             store,
             config,
             db_name,

@@ -138,6 +138,7 @@ pub fn forged_tokens(
                 iat: Some(now),
                 nbf,
                 role: Some("service".into()),
+                ..Default::default()
             }),
         ));
     }

@@ -25,6 +25,8 @@ pub fn key(name: &str) -> String {
 pub struct Meta {
     pub authorization: Option<String>,
     pub act_as: Option<String>,
+    /// More values appended after those (a key may repeat: a second `authorization`, ...).
+    pub appended: Vec<(&'static str, String)>,
 }
 
 impl tonic::service::Interceptor for Meta {
@@ -36,6 +38,10 @@ impl tonic::service::Interceptor for Meta {
         if let Some(u) = &self.act_as {
             let v: AsciiMetadataValue = u.parse().expect("ASCII act-as");
             req.metadata_mut().insert("x-roaming-user", v);
+        }
+        for (key, value) in &self.appended {
+            let v: AsciiMetadataValue = value.parse().expect("ASCII metadata");
+            req.metadata_mut().append(*key, v);
         }
         Ok(req)
     }
@@ -64,6 +70,7 @@ impl Raw {
         Meta {
             authorization: token.map(|t| format!("Bearer {t}")),
             act_as: act_as.map(str::to_owned),
+            appended: Vec::new(),
         }
     }
 
@@ -75,7 +82,7 @@ impl Raw {
         ConversationServiceClient::with_interceptor(self.channel.clone(), Self::meta(token, act_as))
     }
 
-    fn history_with(&self, meta: Meta) -> History {
+    pub fn history_with(&self, meta: Meta) -> History {
         HistoryServiceClient::with_interceptor(self.channel.clone(), meta)
     }
 }
@@ -92,6 +99,7 @@ pub fn claims(sub: &str, service: bool) -> Claims {
         iat: Some(now),
         nbf: None,
         role: service.then(|| "service".to_owned()),
+        ..Default::default()
     }
 }
 

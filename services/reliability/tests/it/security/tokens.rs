@@ -19,6 +19,8 @@ async fn key_server(app: &TestApp, public_pem: &str) -> RunningServer {
     let mut config = app.config.clone();
     config.keys.jwt_secret = None;
     config.keys.jwt_public_key = Some(public_pem.to_owned());
+    // A public-key server needs its own cursor key (see cursors.rs).
+    config.keys.cursor_key = Some("tokens-test-cursor-key-0123456789abcdef".to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     app.serve_also(config, listener)
 }
@@ -105,7 +107,7 @@ async fn public_key_configuration(
     ] {
         let meta = Meta {
             authorization: Some(header.clone()),
-            act_as: None,
+            ..Meta::default()
         };
         for (rpc, code) in codes_of_every_rpc(&raw, meta).await {
             assert_eq!(code, Code::Unauthenticated, "{header:?}, {rpc}");
