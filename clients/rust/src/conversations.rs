@@ -65,6 +65,7 @@ impl ListRequest {
             cursor: cursor.unwrap_or_default(),
             active_since_ms: self.active_since_ms,
             types: self.types.iter().map(|t| t.to_proto() as i32).collect(),
+            ..Default::default()
         };
         let response = self
             .client

@@ -516,6 +516,9 @@ impl Ctx {
                     active_since_ms: now_ms() - LIST_WINDOW_MS,
                     after: None,
                     limit: LIST_PAGE,
+                    pinned_only: false,
+                    mark: None,
+                    unread_cap: roaming_conversation::ReadSettings::DEFAULT.max_unread_count,
                 };
                 let (entries, _) = self
                     .store
@@ -569,12 +572,19 @@ impl Ctx {
             }
             Pick::List(user) => {
                 let c = self.pool.get().await.map_err(db_error)?;
-                let stmt = c.prepare_cached(&sql::list()).await.map_err(db_error)?;
+                let stmt = c
+                    .prepare_typed_cached(&sql::list(), &roaming_store::sql::LIST_PARAMETERS)
+                    .await
+                    .map_err(db_error)?;
                 let since = now_ms() - LIST_WINDOW_MS;
                 let kinds: Vec<i16> = vec![1, 2];
                 let fetch = i64::from(LIST_PAGE) + 1;
+                let cap = roaming_conversation::ReadSettings::DEFAULT.max_unread_count;
                 let rows = c
-                    .query(&stmt, &[&user, &kinds, &since, &i64::MAX, &"", &fetch])
+                    .query(
+                        &stmt,
+                        &[&user, &kinds, &since, &i64::MAX, &"", &fetch, &"", &cap],
+                    )
                     .await
                     .map_err(db_error)?;
                 non_empty_list(user, rows.len().min(LIST_PAGE as usize))

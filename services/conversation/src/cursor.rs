@@ -15,16 +15,31 @@ pub(crate) struct ListCursor {
     pub kinds: [u8; 8],
     /// The window's start, fixed by the first page.
     pub active_since_ms: i64,
-    /// Last entry handed out: its activity time and storage key.
+    /// Last entry handed out: its activity time (pinned-only listings: when it was pinned)
+    /// and storage key.
     pub last_activity_ms: i64,
     pub key: String,
 }
 
-/// The fingerprint of a listing's kinds (in any order).
-pub(crate) fn kinds_fingerprint(kinds: &[ConversationKind]) -> [u8; 8] {
+/// The fingerprint of a listing's filters: its kinds (in any order), and, when set, the
+/// pinned-only order and the mark (so a cursor of one listing opens on no other).
+pub(crate) fn kinds_fingerprint(
+    kinds: &[ConversationKind],
+    pinned_only: bool,
+    mark: Option<&str>,
+) -> [u8; 8] {
     let mut numbers: Vec<u8> = kinds.iter().map(|k| k.as_i16() as u8).collect();
     numbers.sort_unstable();
-    fingerprint(&[b"kinds", &numbers])
+    if !pinned_only && mark.is_none() {
+        // The fingerprint cursors had before pins and marks: those cursors still open.
+        return fingerprint(&[b"kinds", &numbers]);
+    }
+    fingerprint(&[
+        b"kinds",
+        &numbers,
+        &[u8::from(pinned_only)],
+        mark.unwrap_or("").as_bytes(),
+    ])
 }
 
 impl ListCursor {
@@ -68,7 +83,10 @@ impl ListCursor {
     ) -> Result<Self, ApiError> {
         let cursor = Self::open(sealer, text)?;
         if cursor.kinds != kinds {
-            return Err(ApiError::invalid("cursor", "was made for other types"));
+            return Err(ApiError::invalid(
+                "cursor",
+                "was made for other types or filters",
+            ));
         }
         if active_since_ms != 0 && active_since_ms != cursor.active_since_ms {
             return Err(ApiError::invalid(

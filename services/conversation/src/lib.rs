@@ -7,13 +7,15 @@
 pub mod cursor;
 mod list;
 mod members;
+mod organise;
 mod remove;
 mod service;
 mod sync;
 pub mod sync_token;
 
-pub use list::{List, ListSettings};
+pub use list::{List, ListSettings, ReadSettings};
 pub use members::{Change, Members};
+pub use organise::{MarkConversation, MarkRead, Pin};
 pub use remove::RemoveConversation;
-pub use service::ConversationService;
+pub use service::{ConversationService, Settings};
 pub use sync::{DEFAULT_SYNC_PAGE, MAX_SYNC_PAGE, Sync, SyncSettings};

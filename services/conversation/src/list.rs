@@ -2,7 +2,7 @@
 //! page of the caller's list.
 
 use crate::cursor::{ListCursor, kinds_fingerprint};
-use roaming_domain::{ConversationKind, Limits, UserId};
+use roaming_domain::{ConversationKind, Limits, Mark, UserId};
 use roaming_proto::conversation::v1 as pb;
 use roaming_runtime::{ApiError, Caller, CursorSealer, convert};
 use roaming_store::{ListQuery, Store};
@@ -31,6 +31,32 @@ impl Default for ListSettings {
     }
 }
 
+/// Read state and organisation limits (server settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSettings {
+    /// Unread counts saturate here.
+    pub max_unread_count: i64,
+    /// Most pinned conversations per user.
+    pub max_pinned: i64,
+    /// Most marks per conversation.
+    pub max_marks: i64,
+}
+
+impl ReadSettings {
+    /// The defaults: counts saturate at 999, 50 pins per user, 20 marks per conversation.
+    pub const DEFAULT: ReadSettings = ReadSettings {
+        max_unread_count: 999,
+        max_pinned: 50,
+        max_marks: 20,
+    };
+}
+
+impl Default for ReadSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// A validated ListConversations call.
 #[derive(Debug, Clone)]
 pub struct List {
@@ -50,6 +76,7 @@ impl List {
         req: &pb::ListConversationsRequest,
         caller: &Caller,
         settings: ListSettings,
+        read: ReadSettings,
         limits: &Limits,
         sealer: &CursorSealer,
         now_ms: i64,
@@ -78,7 +105,11 @@ impl List {
         if kinds.is_empty() {
             kinds = vec![ConversationKind::Peer, ConversationKind::Group];
         }
-        let kinds_fp = kinds_fingerprint(&kinds);
+        let mark = match req.mark.as_str() {
+            "" => None,
+            text => Some(Mark::parse("mark", text)?),
+        };
+        let kinds_fp = kinds_fingerprint(&kinds, req.pinned_only, mark.as_ref().map(Mark::as_str));
         let window_ms = i64::try_from(settings.window.as_millis()).unwrap_or(i64::MAX);
         let mut active_since_ms = if req.active_since_ms == 0 {
             now_ms.saturating_sub(window_ms)
@@ -101,13 +132,16 @@ impl List {
                 active_since_ms,
                 after,
                 limit,
+                pinned_only: req.pinned_only,
+                mark: mark.map(|m| m.as_str().to_owned()),
+                unread_cap: read.max_unread_count,
             },
             kinds: kinds_fp,
         })
     }
 
     /// The cursor a page of this listing carries when its last entry is
-    /// `(last_activity_ms, key)`.
+    /// `(last_activity_ms, key)` (pinned-only listings: `(pinned_at_ms, key)`).
     pub fn cursor_after(&self, sealer: &CursorSealer, last_activity_ms: i64, key: &str) -> String {
         ListCursor {
             kinds: self.kinds,
@@ -130,17 +164,28 @@ impl List {
         let mut last = None;
         let mut bytes = 0;
         for e in entries {
+            let position = if self.query.pinned_only {
+                e.read.pinned_at_ms.unwrap_or_default()
+            } else {
+                e.last_activity_ms
+            };
             let entry = pb::Conversation {
                 conversation: Some(convert::conversation_ref(&e.conversation, &self.user)),
                 last_message: Some(convert::message(e.last_message, &self.user)),
                 last_activity_ms: e.last_activity_ms,
+                read_seq: e.read.read_seq,
+                unread_count: e.read.unread_count,
+                peer_read_seq: e.read.peer_read_seq,
+                pinned: e.read.pinned_at_ms.is_some(),
+                pinned_at_ms: e.read.pinned_at_ms.unwrap_or_default(),
+                marks: e.read.marks,
             };
             // The page ends early, with its cursor, before its size passes the budget.
             bytes += convert::repeated_len(&entry);
             if bytes > self.max_page_bytes && !conversations.is_empty() {
                 break;
             }
-            last = Some((e.last_activity_ms, e.key));
+            last = Some((position, e.key));
             conversations.push(entry);
         }
         let more = more || conversations.len() < stored;

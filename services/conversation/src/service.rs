@@ -1,7 +1,8 @@
 //! The gRPC handlers: each one is `parse` (pure) then `execute` (the store).
 
-use crate::list::{List, ListSettings};
+use crate::list::{List, ListSettings, ReadSettings};
 use crate::members::{Change, Members};
+use crate::organise::{self, MarkConversation, MarkRead};
 use crate::remove::RemoveConversation;
 use crate::sync::{Sync, SyncSettings};
 use futures::Stream;
@@ -15,6 +16,17 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+/// The conversation service's server settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// List defaults.
+    pub list: ListSettings,
+    /// The change feed.
+    pub sync: SyncSettings,
+    /// Read state and organisation limits.
+    pub read: ReadSettings,
+}
+
 /// `roaming.conversation.v1.ConversationService`.
 #[derive(Debug, Clone)]
 pub struct ConversationService {
@@ -22,19 +34,19 @@ pub struct ConversationService {
     limits: Limits,
     settings: ListSettings,
     sync: SyncSettings,
+    read: ReadSettings,
     clock: Arc<dyn Clock>,
     sealer: CursorSealer,
     shutdown: CancellationToken,
 }
 
 impl ConversationService {
-    /// A service over `store`, listing with `settings` unless a request says otherwise.
+    /// A service over `store` with `settings` (a request's own values win where it has some).
     /// `shutdown` being cancelled ends open sync streams with UNAVAILABLE.
     pub fn new(
         store: Store,
         limits: Limits,
-        settings: ListSettings,
-        sync: SyncSettings,
+        settings: Settings,
         clock: Arc<dyn Clock>,
         sealer: CursorSealer,
         shutdown: CancellationToken,
@@ -42,8 +54,9 @@ impl ConversationService {
         Self {
             store,
             limits,
-            settings,
-            sync,
+            settings: settings.list,
+            sync: settings.sync,
+            read: settings.read,
             clock,
             sealer,
             shutdown,
@@ -81,7 +94,14 @@ impl ConversationApi for ConversationService {
     ) -> Result<Response<Self::SyncConversationsStream>, Status> {
         let caller = Caller::of(&request)?;
         let now_ms = self.clock.now_ms();
-        let command = Sync::parse(request.get_ref(), &caller, self.sync, &self.sealer, now_ms)?;
+        let command = Sync::parse(
+            request.get_ref(),
+            &caller,
+            self.sync,
+            self.read,
+            &self.sealer,
+            now_ms,
+        )?;
         let pages = command.execute(
             self.store.clone(),
             self.sealer.clone(),
@@ -100,12 +120,47 @@ impl ConversationApi for ConversationService {
             request.get_ref(),
             &caller,
             self.settings,
+            self.read,
             &self.limits,
             &self.sealer,
             self.clock.now_ms(),
         )?;
         Ok(Response::new(
             command.execute(&self.store, &self.sealer).await?,
+        ))
+    }
+
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let command = MarkRead::parse(request.get_ref(), &caller)?;
+        Ok(Response::new(
+            command.execute(&self.store, self.read).await?,
+        ))
+    }
+
+    async fn pin_conversation(
+        &self,
+        request: Request<pb::PinConversationRequest>,
+    ) -> Result<Response<pb::PinConversationResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let command = organise::Pin::parse(request.get_ref(), &caller)?;
+        let response = command
+            .execute(&self.store, self.read, self.clock.now_ms())
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn mark_conversation(
+        &self,
+        request: Request<pb::MarkConversationRequest>,
+    ) -> Result<Response<pb::MarkConversationResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let command = MarkConversation::parse(request.get_ref(), &caller)?;
+        Ok(Response::new(
+            command.execute(&self.store, self.read).await?,
         ))
     }
 

@@ -43,6 +43,7 @@ impl Default for SyncSettings {
 pub struct Sync {
     user: UserId,
     limit: u32,
+    unread_cap: i64,
     token: SyncToken,
 }
 
@@ -53,6 +54,7 @@ impl Sync {
         req: &pb::SyncConversationsRequest,
         caller: &Caller,
         settings: SyncSettings,
+        read: crate::ReadSettings,
         sealer: &CursorSealer,
         now_ms: i64,
     ) -> Result<Self, ApiError> {
@@ -91,7 +93,12 @@ impl Sync {
                 )));
             }
         }
-        Ok(Self { user, limit, token })
+        Ok(Self {
+            user,
+            limit,
+            unread_cap: read.max_unread_count,
+            token,
+        })
     }
 
     /// Streams the pages; `now_ms` stamps the snapshot a new call reads first.
@@ -153,6 +160,7 @@ impl Pager {
             since: token.since.as_ref().map(|s| s.snapshot.clone()),
             after: token.call.as_ref().map(|(_, at, key)| (*at, key.clone())),
             limit: self.sync.limit,
+            unread_cap: self.sync.unread_cap,
         };
         let page = self.store.sync_page(&self.sync.user, &query).await?;
         // The first page of a call fixes the call's target: everything its snapshot saw is
@@ -201,6 +209,12 @@ fn change(state: &ConversationState, user: &UserId) -> pb::ConversationChange {
         last_seq: state.last_seq,
         hidden_through_seq: state.hidden_through_seq,
         removed_msg_ids: state.removed.iter().map(|id| id.to_string()).collect(),
+        read_seq: state.read.read_seq,
+        unread_count: state.read.unread_count,
+        peer_read_seq: state.read.peer_read_seq,
+        pinned: state.read.pinned_at_ms.is_some(),
+        pinned_at_ms: state.read.pinned_at_ms.unwrap_or_default(),
+        marks: state.read.marks.clone(),
         is_member: state.is_member,
     }
 }

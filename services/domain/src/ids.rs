@@ -58,6 +58,37 @@ text_id!(
     GroupId
 );
 
+/// Longest conversation mark.
+pub const MAX_MARK_LEN: usize = 32;
+
+/// A user's label on a conversation ("work", "family"): 1-32 characters of `[A-Za-z0-9_.-]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mark(String);
+
+impl Mark {
+    /// Checks `value` against the mark rule; `field` names it in the error.
+    pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
+        if value.is_empty() {
+            return Err(FieldError::new(field, "is required"));
+        }
+        if value.len() > MAX_MARK_LEN {
+            return Err(FieldError::new(field, "must be at most 32 characters"));
+        }
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(FieldError::new(field, "must contain only [A-Za-z0-9_.-]"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The mark as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A message id: a positive 64-bit number, written as a decimal string in the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MsgId(pub i64);

@@ -12,6 +12,6 @@ mod message;
 pub use clock::{Clock, SystemClock};
 pub use conversation::{Conversation, ConversationKind};
 pub use error::{FieldError, QUOTE_CHARS, quote};
-pub use ids::{GroupId, MAX_ID_LEN, MsgId, UserId};
+pub use ids::{GroupId, MAX_ID_LEN, MAX_MARK_LEN, Mark, MsgId, UserId};
 pub use limits::Limits;
 pub use message::{MessageKind, NewMessage, StoredMessage};

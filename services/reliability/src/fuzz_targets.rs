@@ -143,6 +143,7 @@ pub fn list_request(data: &[u8]) {
         &req,
         &user(),
         roaming_conversation::ListSettings::DEFAULT,
+        roaming_conversation::ReadSettings::DEFAULT,
         &Limits::DEFAULT,
         &sealer(),
         1_800_000_000_000,
@@ -151,7 +152,7 @@ pub fn list_request(data: &[u8]) {
     .map_err(Status::from);
     assert_ok_or_names(
         r,
-        &["page_size", "active_since_ms", "types", "cursor"],
+        &["page_size", "active_since_ms", "types", "mark", "cursor"],
         "ListConversationsRequest",
     );
 }

@@ -6,7 +6,7 @@
 
 use clap::{Args, FromArgMatches as _, ValueEnum};
 use humantime::Duration as HumanDuration;
-use roaming_conversation::{ListSettings, SyncSettings};
+use roaming_conversation::{ListSettings, ReadSettings, SyncSettings};
 use roaming_domain::Limits;
 use roaming_runtime::auth::TokenRules;
 use roaming_runtime::cursor::CursorKeyError;
@@ -168,6 +168,18 @@ pub struct ServeConfig {
     /// start again from a snapshot (FAILED_PRECONDITION).
     #[arg(long, env = "ROAMING_SYNC_RETENTION", default_value_t = human(SyncSettings::DEFAULT.retention))]
     pub sync_retention: HumanDuration,
+
+    /// Unread counts saturate at this number.
+    #[arg(long, env = "ROAMING_MAX_UNREAD_COUNT", default_value_t = ReadSettings::DEFAULT.max_unread_count, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_unread_count: i64,
+
+    /// Most pinned conversations per user (one more: FAILED_PRECONDITION).
+    #[arg(long, env = "ROAMING_MAX_PINNED", default_value_t = ReadSettings::DEFAULT.max_pinned, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_pinned: i64,
+
+    /// Most marks per conversation (more: FAILED_PRECONDITION).
+    #[arg(long, env = "ROAMING_MAX_MARKS", default_value_t = ReadSettings::DEFAULT.max_marks, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_marks: i64,
 
     /// Conversation list: default page size.
     #[arg(long, env = "ROAMING_CONVERSATION_PAGE_SIZE", default_value_t = ListSettings::DEFAULT.page_size, value_parser = clap::value_parser!(u32).range(1..=i64::from(Limits::DEFAULT.max_conversation_page)))]
@@ -336,6 +348,15 @@ impl ServeConfig {
     pub fn sync(&self) -> SyncSettings {
         SyncSettings {
             retention: *self.sync_retention,
+        }
+    }
+
+    /// Read state and organisation limits.
+    pub fn read(&self) -> ReadSettings {
+        ReadSettings {
+            max_unread_count: self.max_unread_count,
+            max_pinned: self.max_pinned,
+            max_marks: self.max_marks,
         }
     }
 

@@ -75,8 +75,11 @@ pub async fn serve(
         let service = ConversationService::new(
             app.store.clone(),
             limits.clone(),
-            config.list(),
-            config.sync(),
+            roaming_conversation::Settings {
+                list: config.list(),
+                sync: config.sync(),
+                read: config.read(),
+            },
             app.clock.clone(),
             app.sealer.clone(),
             stop_streams.clone(),

@@ -26,6 +26,7 @@ mod history;
 mod list;
 mod membership;
 pub mod migrate;
+mod read;
 mod rows;
 pub mod sql;
 mod sync;
@@ -33,7 +34,8 @@ mod sync;
 pub use append::AppendOutcome;
 pub use error::{Error, Result};
 pub use history::{Bucket, DigestQuery, Direction, EMPTY_DIGEST, Page, PageQuery, RemovalStatus};
-pub use list::{ConversationSummary, ListQuery};
+pub use list::{ConversationSummary, ListQuery, ReadState};
+pub use read::{Organised, ReadMarker};
 pub use sync::{ConversationState, SyncPage, SyncQuery};
 
 use deadpool_postgres::Pool;

@@ -21,6 +21,28 @@ pub struct ListQuery {
     pub after: Option<(i64, String)>,
     /// Most entries.
     pub limit: u32,
+    /// Only pinned conversations, most recently pinned first (the keyset is then
+    /// `(pinned_at_ms, conv_key)` and the window does not apply).
+    pub pinned_only: bool,
+    /// Only conversations carrying this mark.
+    pub mark: Option<String>,
+    /// Where unread counts saturate.
+    pub unread_cap: i64,
+}
+
+/// The caller's read state and organisation of one conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadState {
+    /// Every seq at or below it is read.
+    pub read_seq: i64,
+    /// Visible messages above `read_seq` sent by somebody else, saturating at the cap.
+    pub unread_count: i64,
+    /// PEER: the other participant's marker; 0 otherwise.
+    pub peer_read_seq: i64,
+    /// When first pinned; `None`: not pinned.
+    pub pinned_at_ms: Option<i64>,
+    /// The caller's marks, sorted.
+    pub marks: Vec<String>,
 }
 
 /// One entry of a user's conversation list.
@@ -34,6 +56,8 @@ pub struct ConversationSummary {
     pub last_activity_ms: i64,
     /// Its newest message visible to the caller.
     pub last_message: StoredMessage,
+    /// The caller's read state of it.
+    pub read: ReadState,
 }
 
 impl Store {
@@ -50,8 +74,16 @@ impl Store {
                 Some((t, k)) => (*t, k.clone()),
                 None => (i64::MAX, String::new()),
             };
-            let statement = client.prepare_cached(&sql::LIST).await?;
+            let text: &str = if query.pinned_only {
+                &sql::LIST_PINNED
+            } else {
+                &sql::LIST
+            };
+            let statement = client
+                .prepare_typed_cached(text, &sql::LIST_PARAMETERS)
+                .await?;
             let fetch = i64::from(query.limit) + 1;
+            let mark = query.mark.as_deref().unwrap_or("");
             let rows = client
                 .query(
                     &statement,
@@ -62,6 +94,8 @@ impl Store {
                         &after_time,
                         &after_key,
                         &fetch,
+                        &mark,
+                        &query.unread_cap,
                     ],
                 )
                 .await?;
@@ -72,6 +106,7 @@ impl Store {
                 out.push(ConversationSummary {
                     last_activity_ms: row.try_get("last_time_ms")?,
                     last_message: rows::message(&conversation, row)?,
+                    read: rows::read_state(row)?,
                     key: conversation.key(),
                     conversation,
                 });

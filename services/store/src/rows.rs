@@ -28,6 +28,17 @@ pub(crate) fn message(conversation: &Conversation, row: &Row) -> Result<StoredMe
     })
 }
 
+/// The read-state columns of a list or feed row (`sql::read_state`).
+pub(crate) fn read_state(row: &Row) -> Result<crate::ReadState> {
+    Ok(crate::ReadState {
+        read_seq: row.try_get("read_seq")?,
+        unread_count: row.try_get("unread_count")?,
+        peer_read_seq: row.try_get("peer_read_seq")?,
+        pinned_at_ms: row.try_get("pinned_at_ms")?,
+        marks: row.try_get("marks")?,
+    })
+}
+
 /// The conversation of a row with `conv_key` and `kind` columns.
 pub(crate) fn conversation(row: &Row) -> Result<Conversation> {
     let key: &str = row.try_get("conv_key")?;

@@ -133,29 +133,48 @@ pub fn page_statement(backward: bool, filter: PageFilter) -> &'static str {
     }
 }
 
-/// A conversation-list page of user `$1`: kinds `$2`, active since `$3`, keyset after
-/// `($4, $5)`, limit `$6`.
-///
-/// Shape (measured in services/bench/docs/results.md): first the caller's candidates,
-/// sorted by the keyset (`OFFSET 0` fences keep the planner from looking up every candidate's
-/// newest message before sorting, or from scanning all conversations); then, only for rows
-/// the LIMIT reaches, the newest visible message, walking the primary key backwards. The
-/// tombstone probe is fenced too, so it is an index probe per row.
-pub static LIST: LazyLock<String> = LazyLock::new(|| {
+/// The caller's read state of conversation row `s` (exposing `conv_key`, `user_id`, `kind`,
+/// `last_seq`, `read_seq`, `floor`, `pinned_at_ms`, `marks`), with the unread count saturating
+/// at `{cap}`: the seqs above the read marker (and the floor) minus the caller's removals by id
+/// above it. No message is counted one by one: the seqs are gapless, one's own messages are
+/// never above one's own marker (sending moves it), and removals by id are sparse (see
+/// docs/schema.md, "Read state").
+fn read_state(cap: &str) -> String {
     format!(
-        "SELECT s.conv_key, s.kind, s.last_time_ms, {MESSAGE_COLUMNS}
+        "s.read_seq,
+         least({cap}, greatest(0::bigint, s.last_seq - greatest(s.read_seq, s.floor)
+             - (SELECT count(*) FROM tombstones t
+                WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id
+                  AND t.seq > greatest(s.read_seq, s.floor)))) AS unread_count,
+         CASE WHEN s.kind = 1 THEN coalesce(
+             (SELECT o.read_seq FROM user_conversations o
+              WHERE o.conv_key = s.conv_key AND o.user_id <> s.user_id LIMIT 1), s.read_seq)
+              ELSE 0 END AS peer_read_seq,
+         s.pinned_at_ms, s.marks"
+    )
+}
+
+/// The columns of a caller's conversation row that the list and the feed read.
+const ENTRY_COLUMNS: &str = "c.conv_key, c.kind, c.last_time_ms, c.last_seq, uc.user_id,
+     uc.is_member, uc.read_seq, uc.pinned_at_ms, uc.marks,
+     greatest(uc.hidden_through_seq, c.purged_through_seq) AS floor";
+
+fn list(order: &str, keyset: &str, window: &str) -> String {
+    let read_state = read_state("$8");
+    format!(
+        "SELECT s.conv_key, s.kind, s.last_time_ms, {read_state}, {MESSAGE_COLUMNS}
          FROM (
-             SELECT c.conv_key, c.kind, c.last_time_ms, uc.user_id,
-                    greatest(uc.hidden_through_seq, c.purged_through_seq) AS floor
+             SELECT {ENTRY_COLUMNS}
              FROM user_conversations uc
              CROSS JOIN LATERAL (SELECT * FROM conversations c
                                  WHERE c.conv_key = uc.conv_key OFFSET 0) c
              WHERE uc.user_id = $1 AND uc.is_member AND uc.kind = ANY($2)
-               AND c.last_time_ms >= $3
+               {window}
                AND c.last_seq > greatest(uc.removed_through_seq, uc.hidden_through_seq,
                                          c.purged_through_seq, c.cleared_through_seq)
-               AND (c.last_time_ms, c.conv_key) < ($4, $5)
-             ORDER BY c.last_time_ms DESC, c.conv_key DESC
+               AND ($7::text = '' OR $7::text = ANY(uc.marks))
+               AND {keyset}
+             ORDER BY {order}
              OFFSET 0) s
          CROSS JOIN LATERAL (
              SELECT * FROM messages m
@@ -164,10 +183,52 @@ pub static LIST: LazyLock<String> = LazyLock::new(|| {
                    WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id AND t.seq = m.seq
                    OFFSET 0)
              ORDER BY m.seq DESC LIMIT 1) m
-         ORDER BY s.last_time_ms DESC, s.conv_key DESC
+         ORDER BY {order}
          LIMIT $6"
     )
+}
+
+/// A conversation-list page of user `$1`: kinds `$2`, active since `$3`, keyset after
+/// `($4, $5)`, limit `$6`, only mark `$7` ('' for any), unread counts saturating at `$8`.
+///
+/// Shape (measured in services/bench/docs/results.md): first the caller's candidates,
+/// sorted by the keyset (`OFFSET 0` fences keep the planner from looking up every candidate's
+/// newest message before sorting, or from scanning all conversations); then, only for rows
+/// the LIMIT reaches, the newest visible message and the read state, walking the primary key
+/// backwards. The tombstone probe is fenced too, so it is an index probe per row.
+pub static LIST: LazyLock<String> = LazyLock::new(|| {
+    list(
+        "last_time_ms DESC, conv_key DESC",
+        "(c.last_time_ms, c.conv_key) < ($4, $5)",
+        "AND c.last_time_ms >= $3",
+    )
 });
+
+/// The pinned conversations of user `$1`, most recently pinned first, keyset after
+/// `(pinned_at_ms, conv_key)` = `($4, $5)`; the other parameters as [`LIST`] (`$3`, the
+/// window, is not used: a pin holds whatever the activity).
+pub static LIST_PINNED: LazyLock<String> = LazyLock::new(|| {
+    list(
+        "pinned_at_ms DESC, conv_key DESC",
+        "uc.pinned_at_ms IS NOT NULL AND (uc.pinned_at_ms, c.conv_key) < ($4, $5)",
+        "AND $3::bigint IS NOT NULL",
+    )
+});
+
+/// The parameter types of [`LIST`] and [`LIST_PINNED`].
+pub const LIST_PARAMETERS: [tokio_postgres::types::Type; 8] = {
+    use tokio_postgres::types::Type;
+    [
+        Type::TEXT,
+        Type::INT2_ARRAY,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+    ]
+};
 
 /// Append: which of senders `$2` are members of conversation `$1`.
 pub const MEMBERS: &str = "SELECT user_id FROM user_conversations \
@@ -188,15 +249,20 @@ pub static EXISTING: LazyLock<String> = LazyLock::new(|| {
 
 /// Append: bump conversation `$1` to last seq `$2` and time `$3`, and insert the rows
 /// (seqs `$4`, senders `$5`, recipients `$6`, kinds `$7`, bodies `$8`, attributes `$9`,
-/// client ids `$10`). A PEER conversation (`$11`) stamps both participants' rows: that is how
-/// their change feeds find it (two rows, not a row per member).
+/// client ids `$10`). Each sender's read marker moves to their newest message (one's own
+/// messages are read). A PEER conversation (`$11`) stamps both participants' rows: that is how
+/// their change feeds find it (two rows, not a row per member); in a group only the senders'
+/// rows are touched.
 pub const BUMP_INSERT: &str = "WITH bump AS (
          UPDATE conversations SET last_seq = $2, last_time_ms = $3,
                                   change_xid = pg_current_xact_id()
          WHERE conv_key = $1
-     ), peers AS (
-         UPDATE user_conversations SET change_xid = pg_current_xact_id()
-         WHERE conv_key = $1 AND $11
+     ), touched AS (
+         UPDATE user_conversations uc SET change_xid = pg_current_xact_id(),
+             read_seq = greatest(uc.read_seq, coalesce(
+                 (SELECT max(t.s) FROM unnest($4::bigint[], $5::text[]) AS t(s, snd)
+                  WHERE t.snd = uc.user_id), 0))
+         WHERE uc.conv_key = $1 AND ($11 OR uc.user_id = ANY($5))
      )
      INSERT INTO messages (conv_key, seq, sender, recipient, msg_type, body,
                            attributes, client_msg_id, server_time_ms)
@@ -208,8 +274,8 @@ pub const BUMP_INSERT: &str = "WITH bump AS (
 /// Append one message to existing conversation `$1` at time `$2` in one statement: when it
 /// is a PEER conversation (`$3`) or sender `$4` is a member, bump the seq under the row lock
 /// and insert (recipient `$5`, kind `$6`, body `$7`, attributes `$8`, client id `$9`).
-/// Returns `(seq, msg_id, server_time_ms)`, or no row when nothing was written. Stamps the
-/// change feed as [`BUMP_INSERT`] does.
+/// Returns `(seq, msg_id, server_time_ms)`, or no row when nothing was written. Moves the
+/// sender's read marker and stamps the change feed as [`BUMP_INSERT`] does.
 pub const APPEND_ONE: &str = "WITH bump AS (
          UPDATE conversations SET last_seq = last_seq + 1,
                                   last_time_ms = greatest(last_time_ms, $2),
@@ -218,9 +284,12 @@ pub const APPEND_ONE: &str = "WITH bump AS (
            AND ($3 OR EXISTS (SELECT 1 FROM user_conversations
                               WHERE conv_key = $1 AND user_id = $4 AND is_member))
          RETURNING last_seq, last_time_ms
-     ), peers AS (
-         UPDATE user_conversations SET change_xid = pg_current_xact_id()
-         WHERE conv_key = $1 AND $3 AND EXISTS (SELECT 1 FROM bump)
+     ), touched AS (
+         UPDATE user_conversations uc SET change_xid = pg_current_xact_id(),
+             read_seq = CASE WHEN uc.user_id = $4 THEN greatest(uc.read_seq, b.last_seq)
+                             ELSE uc.read_seq END
+         FROM bump b
+         WHERE uc.conv_key = $1 AND ($3 OR uc.user_id = $4)
      )
      INSERT INTO messages (conv_key, seq, sender, recipient, msg_type, body,
                            attributes, client_msg_id, server_time_ms)
@@ -240,7 +309,7 @@ pub const ADD_PARTICIPANTS: &str = "INSERT INTO user_conversations (conv_key, us
 
 /// End the membership of users `$2` in conversation `$1`.
 pub const REMOVE_MEMBERS: &str = "UPDATE user_conversations
-     SET is_member = false, change_xid = pg_current_xact_id()
+     SET is_member = false, change_xid = pg_current_xact_id(), pinned_at_ms = NULL, marks = '{}'
      WHERE conv_key = $1 AND user_id = ANY($2) AND is_member";
 
 /// Which of message ids `$2` are in conversation `$1`, with their seqs.
@@ -270,9 +339,10 @@ pub const HIDE_BEFORE_TIME: &str = "UPDATE user_conversations
      WHERE conv_key = $1 AND user_id = $2";
 
 /// FOR_ME removal of conversation `$1` by user `$2`: off the list through its last seq, and
-/// with `$3` (delete_messages) every message so far hidden.
+/// with `$3` (delete_messages) every message so far hidden; the user's pin and marks go (the
+/// read marker stays).
 pub const REMOVE_FOR_ME: &str = "UPDATE user_conversations uc SET
-         change_xid = pg_current_xact_id(),
+         change_xid = pg_current_xact_id(), pinned_at_ms = NULL, marks = '{}',
          removed_through_seq = greatest(uc.removed_through_seq, c.last_seq),
          hidden_through_seq = CASE WHEN $3
              THEN greatest(uc.hidden_through_seq, c.last_seq)
@@ -283,7 +353,9 @@ pub const REMOVE_FOR_ME: &str = "UPDATE user_conversations uc SET
 /// FOR_EVERYONE purge of conversation `$1`: off every list through its last seq, and with
 /// `$2` (delete_messages) every message so far hidden from everybody and its content erased
 /// (body and attributes; the row's keys stay, so seq stays gapless and a retried append is
-/// still recognised). One statement, so the purge and the erasure commit together.
+/// still recognised). Every participant's pin and marks go: only the rows that have some
+/// are written (and, for PEER, both rows are stamped for the feed). One statement, so the
+/// purge and the erasure commit together.
 pub const PURGE: &str = "WITH purge AS (
          UPDATE conversations SET
              change_xid = pg_current_xact_id(),
@@ -294,8 +366,11 @@ pub const PURGE: &str = "WITH purge AS (
          WHERE conv_key = $1
          RETURNING purged_through_seq, kind),
      peers AS (
-         UPDATE user_conversations uc SET change_xid = pg_current_xact_id()
-         FROM purge WHERE uc.conv_key = $1 AND purge.kind = 1)
+         UPDATE user_conversations uc SET change_xid = pg_current_xact_id(),
+             pinned_at_ms = NULL, marks = '{}'
+         FROM purge
+         WHERE uc.conv_key = $1
+           AND (purge.kind = 1 OR uc.pinned_at_ms IS NOT NULL OR uc.marks <> '{}'))
      UPDATE messages m SET body = ''::bytea, attributes = '{}'::jsonb
      FROM purge
      WHERE $2 AND m.conv_key = $1 AND m.seq <= purge.purged_through_seq
@@ -315,13 +390,12 @@ fn sync_state(candidates: &str, only_listable: bool) -> String {
     } else {
         String::new()
     };
+    let read_state = read_state("$6");
     format!(
         "SELECT s.conv_key, s.kind, s.last_time_ms, s.last_seq, s.is_member, s.floor,
-                s.listable, {MESSAGE_COLUMNS}
+                s.listable, {read_state}, {MESSAGE_COLUMNS}
          FROM (
-             SELECT c.conv_key, c.kind, c.last_time_ms, c.last_seq, uc.is_member, uc.user_id,
-                    greatest(uc.hidden_through_seq, c.purged_through_seq) AS floor,
-                    {listable} AS listable
+             SELECT {ENTRY_COLUMNS}, {listable} AS listable
              FROM ({candidates}) ch
              JOIN user_conversations uc ON uc.conv_key = ch.conv_key AND uc.user_id = $1
              CROSS JOIN LATERAL (SELECT * FROM conversations c
@@ -372,10 +446,18 @@ pub static SYNC_DELTA: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The parameter types of `SYNC_SNAPSHOT` and `SYNC_DELTA`.
-pub const SYNC_PARAMETERS: [tokio_postgres::types::Type; 5] = {
+/// The parameter types of `SYNC_SNAPSHOT` and `SYNC_DELTA` (`$6`: where unread counts
+/// saturate).
+pub const SYNC_PARAMETERS: [tokio_postgres::types::Type; 6] = {
     use tokio_postgres::types::Type;
-    [Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8]
+    [
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+    ]
 };
 
 /// The snapshot this (repeatable read) transaction reads, as text.
@@ -404,3 +486,62 @@ pub const DIGEST: &str = "SELECT (m.seq - $2::bigint) / $4::bigint AS bucket, co
        AND NOT EXISTS (SELECT 1 FROM tombstones t
            WHERE t.conv_key = $1 AND t.user_id = $6 AND t.seq = m.seq OFFSET 0)
      GROUP BY 1 ORDER BY 1";
+
+/// MarkRead: user `$2`'s marker in conversation `$1` moves up to seq `$3` (never back), and
+/// the row is stamped when it moved; for PEER the other participant's row too (their
+/// `peer_read_seq`). Returns the marker and the unread count (saturating at `$4`).
+pub const MARK_READ: &str = "WITH moved AS (
+         UPDATE user_conversations SET read_seq = $3, change_xid = pg_current_xact_id()
+         WHERE conv_key = $1 AND user_id = $2 AND read_seq < $3
+         RETURNING conv_key
+     ), peer AS (
+         UPDATE user_conversations o SET change_xid = pg_current_xact_id()
+         FROM moved WHERE o.conv_key = moved.conv_key AND o.user_id <> $2 AND o.kind = 1
+     )
+     SELECT greatest(uc.read_seq, coalesce((SELECT $3::bigint FROM moved), 0)) AS read_seq,
+            uc.hidden_through_seq, c.purged_through_seq, c.last_seq
+     FROM user_conversations uc JOIN conversations c ON c.conv_key = uc.conv_key
+     WHERE uc.conv_key = $1 AND uc.user_id = $2";
+
+/// The unread count of user `$2` in conversation `$1` with marker `$3` and floor `$4` up to
+/// last seq `$5`, saturating at `$6` (as in the list; `MARK_READ` answers with it).
+pub const UNREAD: &str = "SELECT least($6::bigint, greatest(0::bigint,
+         $5::bigint - greatest($3::bigint, $4::bigint)
+         - (SELECT count(*) FROM tombstones t
+            WHERE t.conv_key = $1 AND t.user_id = $2 AND t.seq > greatest($3::bigint, $4::bigint))))";
+
+/// Serialises one user's pin changes (the limit is checked and applied under it).
+pub const LOCK_PINS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('pins:' || $1, 0))";
+
+/// When user `$2` pinned conversation `$1` (NULL: not pinned).
+pub const PINNED_AT: &str =
+    "SELECT pinned_at_ms FROM user_conversations WHERE conv_key = $1 AND user_id = $2";
+
+/// How many conversations user `$1` has pinned, conversation `$2` excepted.
+pub const PINNED_OTHERS: &str = "SELECT count(*) FROM user_conversations
+     WHERE user_id = $1 AND pinned_at_ms IS NOT NULL AND conv_key <> $2";
+
+/// Pins (`$3` the time, kept if already pinned) or, with `$3` NULL, unpins conversation `$1`
+/// for user `$2`; the row is stamped only when it changes.
+pub const PIN: &str = "UPDATE user_conversations
+     SET pinned_at_ms = CASE WHEN $3::bigint IS NULL THEN NULL
+                             ELSE coalesce(pinned_at_ms, $3::bigint) END,
+         change_xid = pg_current_xact_id()
+     WHERE conv_key = $1 AND user_id = $2
+       AND (pinned_at_ms IS NULL) <> ($3::bigint IS NULL)";
+
+/// Adds marks `$3` and removes `$4` on user `$2`'s conversation `$1`, when the result has at
+/// most `$5` marks; returns the marks (sorted, byte order), or no row past the limit. The
+/// row is stamped only when the marks change.
+pub const MARK: &str = "WITH next AS (
+         SELECT uc.marks AS before, ARRAY(
+             SELECT DISTINCT x COLLATE \"C\" FROM unnest(uc.marks || $3::text[]) AS x
+             WHERE x <> ALL($4::text[]) ORDER BY 1) AS after
+         FROM user_conversations uc WHERE uc.conv_key = $1 AND uc.user_id = $2
+     ), changed AS (
+         UPDATE user_conversations uc SET marks = next.after, change_xid = pg_current_xact_id()
+         FROM next
+         WHERE uc.conv_key = $1 AND uc.user_id = $2 AND next.after <> next.before
+           AND cardinality(next.after) <= $5::bigint
+     )
+     SELECT next.after AS marks FROM next WHERE cardinality(next.after) <= $5::bigint";

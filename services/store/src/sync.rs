@@ -19,6 +19,8 @@ pub struct SyncQuery {
     pub after: Option<(i64, String)>,
     /// Most changes in the page.
     pub limit: u32,
+    /// Where unread counts saturate.
+    pub unread_cap: i64,
 }
 
 /// One conversation as the user sees it now.
@@ -40,6 +42,8 @@ pub struct ConversationState {
     pub removed: Vec<MsgId>,
     /// GROUP / CHATROOM membership (true for PEER participants).
     pub is_member: bool,
+    /// The user's read state of it.
+    pub read: crate::ReadState,
 }
 
 /// One page of the feed.
@@ -90,6 +94,7 @@ impl Store {
                             &after_time,
                             &after_key,
                             &fetch,
+                            &query.unread_cap,
                         ],
                     )
                     .await?;
@@ -137,6 +142,7 @@ fn state(row: &tokio_postgres::Row) -> Result<ConversationState> {
         last_seq: row.try_get("last_seq")?,
         hidden_through_seq: row.try_get("floor")?,
         is_member: row.try_get("is_member")?,
+        read: rows::read_state(row)?,
         removed: Vec::new(),
         last_message,
         conversation,

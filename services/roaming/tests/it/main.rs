@@ -13,6 +13,7 @@ mod history_concurrency;
 mod history_fetch;
 mod history_remove;
 mod protection;
+mod read_state;
 mod server;
 mod sync;
 mod tracing_spans;

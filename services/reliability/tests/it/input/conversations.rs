@@ -4,7 +4,7 @@ use super::cursors::{cursor_choice, make_cursor};
 use super::fields::{bad_enum, conversation_field, group_field, id_list, ids_of};
 use super::support::{Case, Expect, NOW_MS, Who, backend_who, parsed, sealer, user_scoped_who};
 use proptest::prelude::*;
-use roaming_conversation::{Change, ListSettings};
+use roaming_conversation::{Change, ListSettings, ReadSettings};
 use roaming_domain::Limits;
 use roaming_proto::common::v1::ConversationRef;
 use roaming_proto::conversation::v1 as cpb;
@@ -43,70 +43,89 @@ pub fn list_case() -> BoxedStrategy<Case<cpb::ListConversationsRequest>> {
         Just("g:team".to_owned()),
         ids_of(0..=40),
     ];
+    // The mark filter: none, a valid mark, or one breaking the mark rule.
+    let mark = prop_oneof![
+        6 => Just((String::new(), vec![])),
+        3 => "[A-Za-z0-9_.-]{1,32}".prop_map(|m| (m, vec![])),
+        1 => prop_oneof!["[A-Za-z0-9]{33,40}", "[a-z]{0,5}[ :/é][a-z]{0,5}"]
+            .prop_map(|m| (m, vec!["mark".to_owned()])),
+    ];
     (
-        page_size,
-        since,
-        types,
+        (page_size, since, types),
         cursor_choice(),
         any::<i64>(),
         key,
         user_scoped_who(),
+        (mark, any::<bool>()),
     )
-        .prop_map(|(ps, since, types, cursor, activity, key, who)| {
-            let mut faults: Vec<String> = Vec::new();
-            for f in [&ps.1, &since.1, &types.1] {
-                faults.extend(f.iter().cloned());
-            }
-            let mut req = cpb::ListConversationsRequest {
-                page_size: ps.0,
-                cursor: String::new(),
-                active_since_ms: since.0,
-                types: types.0,
-            };
-            let base = req.clone();
-            let limits = Limits::DEFAULT;
-            let list_cursor = |req: &cpb::ListConversationsRequest, s: &CursorSealer, at: i64| {
-                let caller = Who::User.caller();
-                roaming_conversation::List::parse(req, &caller, defaults(), &limits, s, NOW_MS)
-                    .ok()
-                    .map(|list| list.cursor_after(s, at, &key))
-            };
-            let genuine =
-                |s: &CursorSealer, p: i64| list_cursor(&base, s, activity.wrapping_add(p));
-            let foreign = |k: u8, p: i64| {
-                let mut v = base.clone();
-                if k == 2 && base.active_since_ms > 0 {
-                    v.active_since_ms = base.active_since_ms.wrapping_add(1).max(1);
-                    if v.active_since_ms == base.active_since_ms {
-                        v.active_since_ms -= 1;
-                    }
-                } else {
-                    // Another set of kinds than the request's (empty means PEER and GROUP).
-                    let mut kinds: Vec<i32> = if v.types.is_empty() {
-                        vec![1, 2]
-                    } else {
-                        v.types.clone()
-                    };
-                    kinds.sort_unstable();
-                    kinds.dedup();
-                    v.types = if kinds == [3] { vec![1] } else { vec![3] };
+        .prop_map(
+            |((ps, since, types), cursor, activity, key, who, (mark, pinned_only))| {
+                let mut faults: Vec<String> = Vec::new();
+                for f in [&ps.1, &since.1, &types.1, &mark.1] {
+                    faults.extend(f.iter().cloned());
                 }
-                list_cursor(&v, &sealer(), p)
-            };
-            let (text, cursor_fault) = make_cursor(&cursor, genuine, foreign);
-            req.cursor = text;
-            if cursor_fault {
-                faults.push("cursor".into());
-            }
-            if who == Who::ServiceAlone {
-                faults = vec!["x-roaming-user".into()];
-            }
-            Case {
-                req,
-                who,
-                expect: Expect::from_faults(faults),
-            }
-        })
+                let mut req = cpb::ListConversationsRequest {
+                    page_size: ps.0,
+                    cursor: String::new(),
+                    active_since_ms: since.0,
+                    types: types.0,
+                    pinned_only,
+                    mark: mark.0,
+                };
+                let base = req.clone();
+                let limits = Limits::DEFAULT;
+                let list_cursor =
+                    |req: &cpb::ListConversationsRequest, s: &CursorSealer, at: i64| {
+                        let caller = Who::User.caller();
+                        roaming_conversation::List::parse(
+                            req,
+                            &caller,
+                            defaults(),
+                            ReadSettings::DEFAULT,
+                            &limits,
+                            s,
+                            NOW_MS,
+                        )
+                        .ok()
+                        .map(|list| list.cursor_after(s, at, &key))
+                    };
+                let genuine =
+                    |s: &CursorSealer, p: i64| list_cursor(&base, s, activity.wrapping_add(p));
+                let foreign = |k: u8, p: i64| {
+                    let mut v = base.clone();
+                    if k == 2 && base.active_since_ms > 0 {
+                        v.active_since_ms = base.active_since_ms.wrapping_add(1).max(1);
+                        if v.active_since_ms == base.active_since_ms {
+                            v.active_since_ms -= 1;
+                        }
+                    } else {
+                        // Another set of kinds than the request's (empty means PEER and GROUP).
+                        let mut kinds: Vec<i32> = if v.types.is_empty() {
+                            vec![1, 2]
+                        } else {
+                            v.types.clone()
+                        };
+                        kinds.sort_unstable();
+                        kinds.dedup();
+                        v.types = if kinds == [3] { vec![1] } else { vec![3] };
+                    }
+                    list_cursor(&v, &sealer(), p)
+                };
+                let (text, cursor_fault) = make_cursor(&cursor, genuine, foreign);
+                req.cursor = text;
+                if cursor_fault {
+                    faults.push("cursor".into());
+                }
+                if who == Who::ServiceAlone {
+                    faults = vec!["x-roaming-user".into()];
+                }
+                Case {
+                    req,
+                    who,
+                    expect: Expect::from_faults(faults),
+                }
+            },
+        )
         .boxed()
 }
 
@@ -115,6 +134,7 @@ pub fn validate_list(case: &Case<cpb::ListConversationsRequest>) -> Result<(), S
         &case.req,
         &case.who.caller(),
         defaults(),
+        ReadSettings::DEFAULT,
         &Limits::DEFAULT,
         &sealer(),
         NOW_MS,

@@ -1,0 +1,166 @@
+//! The user's read state and organisation of a conversation: read markers, pins, marks.
+
+use crate::error::{Error, Result};
+use crate::history::view;
+use crate::{Store, sql};
+use roaming_domain::{Conversation, MsgId, UserId};
+
+/// Where MarkRead leaves the marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadMarker {
+    /// Every seq at or below it is read.
+    pub read_seq: i64,
+    /// Visible messages above it sent by somebody else (saturating).
+    pub unread_count: i64,
+}
+
+/// Why a pin or mark change was refused by the state (the caller's request was well formed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Organised {
+    /// Done.
+    Done,
+    /// The limit (pins per user, marks per conversation) would be passed.
+    LimitReached,
+}
+
+impl Store {
+    /// Marks `conversation` read by `user` up to `msg_id` (its seq), or up to the newest
+    /// stored message. The marker never moves back. An unknown id, one of another
+    /// conversation, or a PEER conversation that never started: `NotFound`.
+    pub async fn mark_read(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        msg_id: Option<MsgId>,
+        unread_cap: i64,
+    ) -> Result<ReadMarker> {
+        let key = conversation.key();
+        with_conn!(self, |client| {
+            let view = view(&**client, user, conversation).await?;
+            if !view.exists {
+                return Err(not_started(conversation, user));
+            }
+            let seq = match msg_id {
+                None => view.last_seq,
+                Some(id) => {
+                    let statement = client.prepare_cached(sql::ANCHOR).await?;
+                    client
+                        .query_opt(&statement, &[&key, &id.0])
+                        .await?
+                        .map(|r| r.get::<_, i64>(0))
+                        .ok_or_else(|| {
+                            Error::NotFound(format!(
+                                "msg_id: message {id} is not in this conversation"
+                            ))
+                        })?
+                }
+            };
+            let statement = client.prepare_cached(sql::MARK_READ).await?;
+            let row = client
+                .query_one(&statement, &[&key, &user.as_str(), &seq])
+                .await?;
+            let read_seq: i64 = row.try_get("read_seq")?;
+            let floor = row
+                .try_get::<_, i64>("hidden_through_seq")?
+                .max(row.try_get("purged_through_seq")?);
+            let last_seq: i64 = row.try_get("last_seq")?;
+            let statement = client.prepare_cached(sql::UNREAD).await?;
+            let unread_count: i64 = client
+                .query_one(
+                    &statement,
+                    &[
+                        &key,
+                        &user.as_str(),
+                        &read_seq,
+                        &floor,
+                        &last_seq,
+                        &unread_cap,
+                    ],
+                )
+                .await?
+                .get(0);
+            Ok(ReadMarker {
+                read_seq,
+                unread_count,
+            })
+        })
+    }
+
+    /// Pins (at `now_ms`, kept when already pinned) or unpins `conversation` for `user`; at
+    /// most `max_pinned` pinned conversations per user.
+    pub async fn pin(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        pinned: bool,
+        now_ms: i64,
+        max_pinned: i64,
+    ) -> Result<Organised> {
+        let key = conversation.key();
+        with_conn!(self, |client| {
+            let tx = client.transaction().await?;
+            let view = view(&tx, user, conversation).await?;
+            if !view.exists {
+                return Err(not_started(conversation, user));
+            }
+            if pinned {
+                tx.execute(sql::LOCK_PINS, &[&user.as_str()]).await?;
+                let others: i64 = tx
+                    .query_one(sql::PINNED_OTHERS, &[&user.as_str(), &key])
+                    .await?
+                    .get(0);
+                if others >= max_pinned {
+                    // Pinning a pinned one again is fine whatever the count.
+                    let already: Option<i64> = tx
+                        .query_one(sql::PINNED_AT, &[&key, &user.as_str()])
+                        .await?
+                        .get(0);
+                    if already.is_none() {
+                        return Ok(Organised::LimitReached);
+                    }
+                }
+            }
+            let at = pinned.then_some(now_ms);
+            tx.execute(sql::PIN, &[&key, &user.as_str(), &at]).await?;
+            tx.commit().await?;
+            Ok(Organised::Done)
+        })
+    }
+
+    /// Adds and removes `user`'s marks on `conversation`, keeping at most `max_marks`;
+    /// returns the marks now (sorted), or `None` when the limit would be passed.
+    pub async fn mark(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        add: &[String],
+        remove: &[String],
+        max_marks: i64,
+    ) -> Result<Option<Vec<String>>> {
+        let key = conversation.key();
+        with_conn!(self, |client| {
+            let view = view(&**client, user, conversation).await?;
+            if !view.exists {
+                return Err(not_started(conversation, user));
+            }
+            let statement = client.prepare_cached(sql::MARK).await?;
+            let row = client
+                .query_opt(
+                    &statement,
+                    &[&key, &user.as_str(), &add, &remove, &max_marks],
+                )
+                .await?;
+            Ok(match row {
+                Some(row) => Some(row.try_get("marks")?),
+                None => None,
+            })
+        })
+    }
+}
+
+fn not_started(conversation: &Conversation, user: &UserId) -> Error {
+    Error::NotFound(format!(
+        "conversation: no message was ever stored with {}",
+        conversation.id_seen_by(user)
+    ))
+}
