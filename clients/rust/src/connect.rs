@@ -110,6 +110,23 @@ pub type RawHistoryClient = HistoryServiceClient<InterceptedService<Channel, Cre
 pub type RawConversationClient =
     ConversationServiceClient<InterceptedService<Channel, Credentials>>;
 
+/// A transport error with its causes: tonic's own message is only "transport error", the
+/// reason (connection refused, a certificate not trusted, ...) is in its sources.
+fn with_causes(err: &tonic::transport::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        // Wrappers often repeat their inner error's message: say it once.
+        let message = c.to_string();
+        if !text.ends_with(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Builds a [`Client`]: `Client::builder(endpoint).token(..).connect().await`.
 #[derive(Clone)]
 pub struct ClientBuilder {
@@ -193,7 +210,7 @@ impl ClientBuilder {
     }
 
     fn endpoint(&self) -> Result<Endpoint, Error> {
-        let connect = |e: tonic::transport::Error| Error::Connect(e.to_string());
+        let connect = |e: tonic::transport::Error| Error::Connect(with_causes(&e));
         let endpoint = Endpoint::from_shared(self.endpoint.clone())
             .map_err(connect)?
             .connect_timeout(self.connect_timeout)
@@ -229,7 +246,7 @@ impl ClientBuilder {
             .endpoint()?
             .connect()
             .await
-            .map_err(|e| Error::Connect(e.to_string()))?;
+            .map_err(|e| Error::Connect(with_causes(&e)))?;
         self.build(channel)
     }
 

@@ -82,12 +82,9 @@ fn details(conv: &ConvPlan, msg_id: i64, pool_len: usize) -> (u32, i16, usize, u
     (sender, kind, off, len, with_attrs)
 }
 
+/// A direct connection, with the URL's TLS as the server opens its own.
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+    Ok(roaming_store::db::connect(&roaming_store::db::parse_url(url)?).await?)
 }
 
 /// From this many messages in one stage, indexes are dropped during COPY and rebuilt after.

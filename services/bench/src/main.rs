@@ -271,12 +271,9 @@ fn render(json: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A direct connection, with the URL's TLS as the server opens its own.
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+    Ok(roaming_store::db::connect(&roaming_store::db::parse_url(url)?).await?)
 }
 
 fn database_url(admin_url: &str, name: &str) -> anyhow::Result<String> {
@@ -323,22 +320,27 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     outcome
 }
 
-fn ceiling_pool(url: &str, size: usize) -> anyhow::Result<Pool> {
-    let mut config = tokio_postgres::Config::from_str(url)?;
+/// The ceiling's pool, over the URL's TLS as the server's pool is (and the connector, for
+/// the store built over it).
+fn ceiling_pool(url: &str, size: usize) -> anyhow::Result<(Pool, roaming_store::db::Tls)> {
+    let db = roaming_store::db::parse_url(url)?;
+    let tls = db.tls.clone();
+    let mut config = db.pg;
     // The server's connection settings (see roaming-store's db.rs).
     config.options("-c statement_timeout=10000 -c synchronous_commit=on");
     config.application_name("roaming-bench-ceiling");
     let manager = Manager::from_config(
         config,
-        tokio_postgres::NoTls,
+        tls.clone(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Ok(Pool::builder(manager)
+    let pool = Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
-        .build()?)
+        .build()?;
+    Ok((pool, tls))
 }
 
 struct Bench<'a> {
@@ -504,7 +506,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
                 .map_err(|e| anyhow!("connecting to the server: {e}"))?,
         );
     }
-    let pool = ceiling_pool(url, settings.args.pool_size)?;
+    let (pool, tls) = ceiling_pool(url, settings.args.pool_size)?;
     let nonce = format!("b{:08x}", rand::random::<u32>());
 
     let mut bench = Bench {
@@ -575,7 +577,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
             workload: workload.clone(),
             clients: clients.clone(),
             pool: pool.clone(),
-            store: roaming_store::Store::new(pool.clone()),
+            store: roaming_store::Store::new(pool.clone(), tls.clone()),
             seed: settings.args.seed ^ (i as u64) << 20,
             nonce: nonce.clone(),
             ids: std::sync::atomic::AtomicU64::new((i as u64) << 40),

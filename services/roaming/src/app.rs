@@ -24,21 +24,25 @@ pub struct App {
     pub sealer: CursorSealer,
     /// The time source.
     pub clock: Arc<dyn Clock>,
+    /// TLS for the gRPC port (`ROAMING_TLS_CERT` / `ROAMING_TLS_KEY`); plaintext when `None`.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl App {
     /// Builds the server's parts from `config` over an opened `store`. Fails, before anything
-    /// is served, when a key setting is missing or bad (the token key, the token rules, the
-    /// cursor key: a public-key server needs `ROAMING_CURSOR_KEY`).
+    /// is served, when a key or TLS setting is missing or bad (the token key, the token rules,
+    /// the cursor key: a public-key server needs `ROAMING_CURSOR_KEY`).
     pub fn new(config: ServeConfig, store: Store) -> anyhow::Result<Self> {
         let auth = config.keys.authenticator()?;
         let sealer = config.keys.cursor_sealer()?;
+        let tls = config.tls.server_tls()?;
         Ok(Self {
             config,
             store,
             auth: Arc::new(auth),
             sealer,
             clock: Arc::new(SystemClock),
+            tls,
         })
     }
 
@@ -55,9 +59,11 @@ impl App {
     }
 }
 
-/// Creates the database if missing, applies migrations, and returns a pooled store.
+/// Creates the database if missing, applies migrations, and returns a pooled store. Every
+/// connection (these and the pool's) is opened as the URL's `sslmode` and `sslrootcert` say.
 pub async fn open_store(database_url: &str, pool: &PoolSettings) -> anyhow::Result<Store> {
-    let config = db::parse_url(database_url)?;
+    let config = db::parse_url(database_url)
+        .map_err(|e| anyhow::anyhow!("ROAMING_DATABASE_URL (--database-url): {e}"))?;
     db::ensure_database(&config)
         .await
         .context("creating the database")?;
@@ -68,5 +74,5 @@ pub async fn open_store(database_url: &str, pool: &PoolSettings) -> anyhow::Resu
         .await
         .context("migrating the database")?;
     drop(client);
-    Ok(Store::new(db::pool(config, pool)?))
+    Ok(Store::open(config, pool)?)
 }

@@ -14,6 +14,8 @@ use roaming_runtime::guard::GuardSettings;
 use roaming_runtime::{Authenticator, CursorSealer};
 use roaming_store::db::PoolSettings;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default listen address.
@@ -28,6 +30,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
 /// Default HTTP/2 keepalive ping interval.
 pub const DEFAULT_HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+/// Longest a client may take over its TLS handshake (gRPC over TLS): a connection that
+/// opens and then stalls does not hold its place for longer.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn human(d: Duration) -> HumanDuration {
     d.into()
@@ -45,7 +50,9 @@ pub enum ServiceName {
 /// Where the database is.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// PostgreSQL URL. The database is created when missing. Never logged.
+    /// PostgreSQL URL. The database is created when missing. Never logged. TLS as libpq:
+    /// sslmode=disable|prefer (default)|require|verify-ca|verify-full, and sslrootcert=<PEM
+    /// file of CA certificates> (without it, verify-ca and verify-full trust the Mozilla roots).
     #[arg(long, env = "ROAMING_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 }
@@ -143,6 +150,71 @@ pub fn read_pem(value: Option<&str>, setting: &str) -> anyhow::Result<Option<Str
     }
 }
 
+/// TLS for the gRPC port: both files or neither (plaintext, the default).
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Serve gRPC (health and reflection too) over TLS with this PEM certificate chain, the
+    /// server's certificate first; needs --tls-key. Plaintext when neither is set.
+    #[arg(long, env = "ROAMING_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "ROAMING_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The server's TLS configuration, `None` for plaintext. Reads and checks both files now
+    /// (PEM, and the key belongs to the certificate), so a bad setting stops the server at
+    /// start and names the setting.
+    pub fn server_tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (cert_path, key_path) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => anyhow::bail!(
+                "ROAMING_TLS_CERT (--tls-cert) is set but ROAMING_TLS_KEY (--tls-key) is not: \
+                 set both to serve gRPC over TLS, or neither to serve plaintext"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "ROAMING_TLS_KEY (--tls-key) is set but ROAMING_TLS_CERT (--tls-cert) is not: \
+                 set both to serve gRPC over TLS, or neither to serve plaintext"
+            ),
+        };
+        let (cert_shown, key_shown) = (cert_path.display(), key_path.display());
+        let cert = std::fs::read(cert_path)
+            .map_err(|e| anyhow::anyhow!("ROAMING_TLS_CERT: cannot read {cert_shown}: {e}"))?;
+        let key = std::fs::read(key_path)
+            .map_err(|e| anyhow::anyhow!("ROAMING_TLS_KEY: cannot read {key_shown}: {e}"))?;
+        let chain = CertificateDer::pem_slice_iter(&cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("ROAMING_TLS_CERT: {cert_shown} is not PEM: {e}"))?;
+        if chain.is_empty() {
+            anyhow::bail!("ROAMING_TLS_CERT: {cert_shown} holds no PEM certificate");
+        }
+        // The key's text never goes into a message.
+        let private = PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
+            anyhow::anyhow!(
+                "ROAMING_TLS_KEY: {key_shown} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"
+            )
+        })?;
+        // What tonic does with them when it serves, here to fail now: the key must belong to
+        // the certificate.
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| anyhow::anyhow!("ROAMING_TLS_CERT / ROAMING_TLS_KEY: {e}"))?;
+        Ok(Some(
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(cert, key))
+                .timeout(TLS_HANDSHAKE_TIMEOUT),
+        ))
+    }
+}
+
 /// `roaming serve` settings: everything a server is built from (`App::from_config`).
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -153,6 +225,9 @@ pub struct ServeConfig {
     /// Services to run, comma-separated (Kubernetes runs each as its own Deployment).
     #[arg(long, env = "ROAMING_SERVICES", value_delimiter = ',', default_values = ["history", "conversation"])]
     pub services: Vec<ServiceName>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     #[command(flatten)]
     pub database: DatabaseArgs,

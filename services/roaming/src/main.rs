@@ -101,7 +101,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     telemetry::init(config.log_json);
-    // Refuse to start without a usable token key and cursor key, before touching the database.
+    // Refuse to start without a usable token key and cursor key, or with a bad TLS setting,
+    // before touching the database.
     config.keys.authenticator()?;
     let sealer = config.keys.cursor_sealer()?;
     match sealer.source() {
@@ -114,6 +115,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "cursors are sealed with ROAMING_CURSOR_KEY"
         ),
     }
+    config.tls.server_tls()?;
     let store = open_store_patiently(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let metrics_addr = config.metrics_addr;

@@ -118,7 +118,7 @@ pub async fn serve(
     ));
 
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, services = ?services, "serving");
+    tracing::info!(%addr, services = ?services, tls = app.tls.is_some(), "serving");
     let shutdown_reporter = reporter.clone();
     let drain_timeout = *config.drain_timeout;
     let grace = not_serving_grace(drain_timeout);
@@ -145,7 +145,15 @@ pub async fn serve(
             tokio::time::sleep(grace).await;
         }
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = app.tls.clone() {
+        // tonic builds its rustls configuration with the process-wide default provider: make
+        // it ring (the one this workspace compiles in), should another provider ever be
+        // compiled in too. An error means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(*config.protection.http2_keepalive))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_connection_age(*config.protection.max_connection_age)

@@ -5,19 +5,23 @@
 //! that is dropped before [`Conn::finish`] sends a cancel request for whatever is running and
 //! takes the connection out of the pool, so the cancel can never hit a later caller's query.
 
+use crate::db::Tls;
 use deadpool_postgres::{Client, Object};
 use std::ops::{Deref, DerefMut};
-use tokio_postgres::NoTls;
 
 /// A pooled connection for one store operation.
 pub(crate) struct Conn {
     client: Option<Object>,
+    /// Opens the cancel request as the pool opens connections (a server that takes only TLS
+    /// connections refuses a plaintext cancel).
+    tls: Tls,
 }
 
 impl Conn {
-    pub(crate) fn new(client: Object) -> Self {
+    pub(crate) fn new(client: Object, tls: Tls) -> Self {
         Self {
             client: Some(client),
+            tls,
         }
     }
 
@@ -53,10 +57,13 @@ impl Drop for Conn {
         // runs, then close it (dropping the client ends its connection task).
         let client = Object::take(object);
         let token = client.cancel_token();
+        let tls = self.tls.clone();
         tracing::debug!("store operation abandoned; cancelling its statement");
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                let _ = token.cancel_query(NoTls).await;
+                if let Err(e) = token.cancel_query(tls).await {
+                    tracing::debug!(error = %e, "cancel request failed");
+                }
                 drop(client);
             });
         }

@@ -1,10 +1,12 @@
-//! Connecting: the pool (with wait/create/recycle timeouts) and creating the database.
+//! Connecting: the database URL (with TLS, see [`crate::tls`]), the pool (with
+//! wait/create/recycle timeouts) and creating the database. Every connection, pooled or
+//! direct, goes through the URL's TLS connector.
 
 use crate::error::{Error, Result};
+pub use crate::tls::{RootCert, SslMode, Tls, TlsSettings};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use std::str::FromStr;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
 /// How the pool connects and how long it waits.
 #[derive(Debug, Clone)]
@@ -38,15 +40,60 @@ impl Default for PoolSettings {
     }
 }
 
-/// Parses a `postgres://` URL (or key=value string) without ever echoing it: URLs carry
-/// passwords, so the error says only that it is malformed.
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
-    tokio_postgres::Config::from_str(url)
-        .map_err(|_| Error::Internal("the database URL is malformed".to_owned()))
+/// What is wrong with a database URL. Never holds the URL (URLs carry passwords): it names
+/// the parameter, or says only that the URL is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UrlError(String);
+
+impl UrlError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    pub(crate) fn malformed() -> Self {
+        Self::new("the database URL is malformed")
+    }
+}
+
+/// A parsed database URL: the driver's settings and the TLS connector built from the URL's
+/// `sslmode` and `sslrootcert`.
+#[derive(Clone)]
+pub struct DbConfig {
+    /// The driver's settings (told only whether to ask for TLS and whether to insist).
+    pub pg: tokio_postgres::Config,
+    /// What the URL asked for.
+    pub tls_settings: TlsSettings,
+    /// The connector every connection to this database uses.
+    pub tls: Tls,
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The driver's settings hold the password: only what TLS does is shown.
+        f.debug_struct("DbConfig")
+            .field("tls_settings", &self.tls_settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a `postgres://` URL (or key=value string), `sslmode` (libpq's five) and
+/// `sslrootcert` included, and reads the root certificate file. Never echoes the URL.
+pub fn parse_url(url: &str) -> std::result::Result<DbConfig, UrlError> {
+    let (rest, tls_settings) = crate::tls::split(url)?;
+    let mut pg = tokio_postgres::Config::from_str(&rest).map_err(|_| UrlError::malformed())?;
+    pg.ssl_mode(tls_settings.mode.driver());
+    let tls = crate::tls::connector(&tls_settings)?;
+    Ok(DbConfig {
+        pg,
+        tls_settings,
+        tls,
+    })
 }
 
 /// Builds the pool. Connections are opened lazily, so this succeeds while the database is down.
-pub fn pool(mut config: tokio_postgres::Config, settings: &PoolSettings) -> Result<Pool> {
+pub fn pool(db: DbConfig, settings: &PoolSettings) -> Result<Pool> {
+    let mut config = db.pg;
     let ms = settings.statement_timeout.as_millis();
     // synchronous_commit stays on (the server default): an acknowledged append survives a crash.
     config.options(format!(
@@ -56,7 +103,7 @@ pub fn pool(mut config: tokio_postgres::Config, settings: &PoolSettings) -> Resu
     config.connect_timeout(settings.create_timeout);
     let manager = Manager::from_config(
         config,
-        NoTls,
+        db.tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -74,8 +121,8 @@ pub fn pool(mut config: tokio_postgres::Config, settings: &PoolSettings) -> Resu
 }
 
 /// Connects once, outside the pool (migrations, database creation).
-pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client> {
-    let (client, connection) = config.connect(NoTls).await?;
+pub async fn connect(db: &DbConfig) -> Result<tokio_postgres::Client> {
+    let (client, connection) = db.pg.connect(db.tls.clone()).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "direct database connection ended");
@@ -87,18 +134,18 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::
 /// Creates the URL's database when it does not exist, through the server's `postgres`
 /// database. Safe when several processes do it at once. A database that exists is never
 /// touched through `postgres`, so production users need no rights there.
-pub async fn ensure_database(config: &tokio_postgres::Config) -> Result<()> {
-    let Some(name) = config.get_dbname().map(str::to_owned) else {
+pub async fn ensure_database(db: &DbConfig) -> Result<()> {
+    let Some(name) = db.pg.get_dbname().map(str::to_owned) else {
         return Ok(());
     };
-    match config.connect(NoTls).await {
+    match db.pg.connect(db.tls.clone()).await {
         Ok(_) => return Ok(()),
         // invalid_catalog_name: the database does not exist yet.
         Err(e) if e.code().map(|c| c.code()) == Some("3D000") => {}
         Err(e) => return Err(e.into()),
     }
-    let mut admin = config.clone();
-    admin.dbname("postgres");
+    let mut admin = db.clone();
+    admin.pg.dbname("postgres");
     let client = connect(&admin).await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])

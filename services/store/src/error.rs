@@ -39,7 +39,7 @@ impl Error {
     /// the migration runner's errors): the same rules as `From<tokio_postgres::Error>`.
     pub(crate) fn from_postgres(err: &tokio_postgres::Error) -> Self {
         if err.is_closed() {
-            return Error::Unavailable(err.to_string());
+            return Error::Unavailable(with_causes(err));
         }
         if let Some(db) = err.as_db_error() {
             let code = db.code().code();
@@ -55,15 +55,42 @@ impl Error {
             };
         }
         // No server error attached: an I/O or protocol failure on the connection.
-        let io = std::error::Error::source(err)
-            .map(|s| s.is::<std::io::Error>())
-            .unwrap_or(false);
-        if io {
-            Error::Unavailable(err.to_string())
+        let io = std::error::Error::source(err).and_then(|s| s.downcast_ref::<std::io::Error>());
+        // The TLS handshake refused the server's certificate: a configuration to fix (the
+        // URL's sslmode or sslrootcert, or the server's certificate), not worth retrying.
+        if let Some(rustls::Error::InvalidCertificate(_)) = io
+            .and_then(|io| io.get_ref())
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            return Error::Internal(format!(
+                "{} (the database's certificate is not trusted: check sslmode and \
+                 sslrootcert in the database URL)",
+                with_causes(err)
+            ));
+        }
+        if io.is_some() {
+            Error::Unavailable(with_causes(err))
         } else {
-            Error::Internal(err.to_string())
+            Error::Internal(with_causes(err))
         }
     }
+}
+
+/// The driver's message and its causes ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): the driver's own message names only the kind of failure.
+fn with_causes(err: &tokio_postgres::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        // Wrappers often repeat their inner error's message: say it once.
+        let message = c.to_string();
+        if !text.ends_with(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl From<deadpool_postgres::PoolError> for Error {

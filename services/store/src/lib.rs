@@ -30,6 +30,7 @@ mod read;
 mod rows;
 pub mod sql;
 mod sync;
+pub mod tls;
 
 pub use append::AppendOutcome;
 pub use error::{Error, Result};
@@ -44,6 +45,9 @@ use deadpool_postgres::Pool;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// The pool's TLS connector, for the cancel requests of abandoned operations (a cancel
+    /// request is a connection of its own, encrypted as the pool's are).
+    tls: db::Tls,
 }
 
 impl std::fmt::Debug for Store {
@@ -55,9 +59,16 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// A store over `pool`.
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    /// A store over `pool`, whose connections are opened with `tls` (the same connector
+    /// opens the cancel requests).
+    pub fn new(pool: Pool, tls: db::Tls) -> Self {
+        Self { pool, tls }
+    }
+
+    /// Opens the pool for `db` (lazily: no connection is made yet).
+    pub fn open(db: db::DbConfig, settings: &db::PoolSettings) -> Result<Self> {
+        let tls = db.tls.clone();
+        Ok(Self::new(db::pool(db, settings)?, tls))
     }
 
     /// The pool (for health checks and metrics).
@@ -79,6 +90,6 @@ impl Store {
 
     /// A connection for one operation; see [`conn::Conn`] for why it is not a bare pool object.
     pub(crate) async fn conn(&self) -> Result<conn::Conn> {
-        Ok(conn::Conn::new(self.pool.get().await?))
+        Ok(conn::Conn::new(self.pool.get().await?, self.tls.clone()))
     }
 }

@@ -1,5 +1,8 @@
 //! Test support: `TestApp` gives each test a fresh database, a migrated store and a running
-//! server on `127.0.0.1:0`, plus helpers to store messages and read whole histories.
+//! server on `127.0.0.1:0`, plus helpers to store messages and read whole histories; `tls`
+//! makes certificates for TLS tests.
+
+pub mod tls;
 
 use roaming::config::ServeConfig;
 use roaming_client::Client;

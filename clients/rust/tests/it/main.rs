@@ -7,3 +7,4 @@ mod history;
 mod local_store;
 mod retry;
 mod support;
+mod tls;

@@ -14,10 +14,10 @@
 mod cancel;
 mod frozen;
 mod overload;
-mod pg;
+pub(crate) mod pg;
 mod restart;
 mod shutdown;
-mod support;
+pub(crate) mod support;
 
 use std::time::Duration;
 use support::{pick, run};

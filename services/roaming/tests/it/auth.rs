@@ -328,10 +328,8 @@ async fn tokens_valid_for_too_long_are_refused_u64_max_exp_included() {
 
 /// A store whose pool opens no connection until asked (`App::new` needs one).
 fn idle_store() -> roaming_store::Store {
-    let url = roaming_store::db::parse_url("postgres://postgres@127.0.0.1:1/never_opened").unwrap();
-    roaming_store::Store::new(
-        roaming_store::db::pool(url, &roaming_store::db::PoolSettings::DEFAULT).unwrap(),
-    )
+    let db = roaming_store::db::parse_url("postgres://postgres@127.0.0.1:1/never_opened").unwrap();
+    roaming_store::Store::open(db, &roaming_store::db::PoolSettings::DEFAULT).unwrap()
 }
 
 /// `App::new`'s error for `test_config()` as `configure` changes it.

@@ -90,8 +90,9 @@ fn the_readme_settings_table_matches_roaming_serve_help() {
     }
 }
 
-/// `roaming serve` with `env` set exits at once with an error naming `names`.
-fn refuses_to_start(env: (&str, &str), names: &str) {
+/// `roaming serve` with `env` set (and no other ROAMING_ variable): its exit status and
+/// stderr. The database URL points nowhere: these settings must be refused before it.
+fn serve_with(env: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_roaming"));
     command.arg("serve");
     for (name, _) in std::env::vars_os() {
@@ -99,12 +100,89 @@ fn refuses_to_start(env: (&str, &str), names: &str) {
             command.env_remove(name);
         }
     }
-    // A key, so that the refusal comes from the setting under test.
-    command.env("ROAMING_JWT_SECRET", roaming_testkit::SECRET);
-    command.env(env.0, env.1);
+    command
+        .env("ROAMING_JWT_SECRET", roaming_testkit::SECRET)
+        .env(
+            "ROAMING_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/none",
+        )
+        .envs(env.iter().copied());
     let output = command.output().expect("roaming serve runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{env:?} was accepted");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_refuses_half_a_tls_setting_before_touching_the_database() {
+    let (ok, stderr) = serve_with(&[("ROAMING_TLS_CERT", "/nonexistent/server.crt")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "ROAMING_TLS_CERT (--tls-cert) is set but ROAMING_TLS_KEY (--tls-key) is not"
+        ),
+        "{stderr}"
+    );
+    let (ok, stderr) = serve_with(&[("ROAMING_TLS_KEY", "/nonexistent/server.key")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "ROAMING_TLS_KEY (--tls-key) is set but ROAMING_TLS_CERT (--tls-cert) is not"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("database"), "{stderr}");
+}
+
+#[test]
+fn tls_files_are_checked_at_start_naming_the_setting() {
+    use roaming_testkit::tls::{TempDir, TestCa};
+    let ca = TestCa::new("Roaming config test CA");
+    let first = ca.server_cert(&["localhost"]);
+    let second = ca.server_cert(&["localhost"]);
+    let dir = TempDir::new("roaming-config-tls");
+    let cert = dir.write("server.crt", &first.cert_pem);
+    let key = dir.write("server.key", &first.key_pem);
+    let other_key = dir.write("other.key", &second.key_pem);
+    let not_pem = dir.write("not.pem", "not PEM at all\n");
+    // A pool that connects lazily, to nowhere: App::new never touches it.
+    let store = roaming_store::Store::open(
+        roaming_store::db::parse_url("postgres://postgres@127.0.0.1:1/none").unwrap(),
+        &roaming_store::db::PoolSettings::DEFAULT,
+    )
+    .unwrap();
+    let refusal = |cert: &std::path::Path, key: &std::path::Path| {
+        let mut config = roaming_testkit::test_config();
+        config.tls.tls_cert = Some(cert.to_owned());
+        config.tls.tls_key = Some(key.to_owned());
+        roaming::App::new(config, store.clone())
+            .err()
+            .map(|e| format!("{e:#}"))
+    };
+
+    assert_eq!(refusal(&cert, &key), None, "a matching pair loads");
+    let e = refusal(&dir.path().join("missing.crt"), &key).expect("refused");
+    assert!(e.starts_with("ROAMING_TLS_CERT: cannot read"), "{e}");
+    let e = refusal(&not_pem, &key).expect("refused");
+    assert!(
+        e.starts_with("ROAMING_TLS_CERT:") && e.contains("holds no PEM certificate"),
+        "{e}"
+    );
+    let e = refusal(&cert, &not_pem).expect("refused");
+    assert!(
+        e.starts_with("ROAMING_TLS_KEY:") && e.contains("holds no PEM private key"),
+        "{e}"
+    );
+    let e = refusal(&cert, &other_key).expect("refused");
+    assert!(e.starts_with("ROAMING_TLS_CERT / ROAMING_TLS_KEY:"), "{e}");
+    assert!(!e.contains("PRIVATE KEY"), "{e}");
+}
+
+/// `roaming serve` with `env` set exits at once with an error naming `names`.
+fn refuses_to_start(env: (&str, &str), names: &str) {
+    let (ok, stderr) = serve_with(&[env]);
+    assert!(!ok, "{env:?} was accepted");
     assert!(stderr.contains(names), "{env:?}: {stderr}");
 }
 
@@ -123,6 +201,9 @@ fn settings_that_would_break_the_contract_are_refused_at_start() {
         ("ROAMING_MAX_PAGE_BYTES", "--max-page-bytes"),
         ("ROAMING_POOL_SIZE", "--pool-size"),
         ("ROAMING_MAX_CONCURRENT_CALLS", "--max-concurrent-calls"),
+        ("ROAMING_MAX_UNREAD_COUNT", "--max-unread-count"),
+        ("ROAMING_MAX_PINNED", "--max-pinned"),
+        ("ROAMING_MAX_MARKS", "--max-marks"),
     ] {
         refuses_to_start((env, "0"), flag);
     }

@@ -15,7 +15,7 @@ pub const INIT_SQL: &str = include_str!("../../migrations/V1__init.sql");
 /// A database of its own, dropped (even after a failed assertion) when this is dropped.
 pub struct TestDb {
     name: String,
-    config: tokio_postgres::Config,
+    config: db::DbConfig,
 }
 
 impl TestDb {
@@ -31,7 +31,7 @@ impl TestDb {
             .await
             .unwrap();
         let mut config = admin_config;
-        config.dbname(&name);
+        config.pg.dbname(&name);
         TestDb { name, config }
     }
 

@@ -31,6 +31,18 @@ impl StopMode {
     }
 }
 
+/// What a test adds to a private PostgreSQL before it first starts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Setup<'a> {
+    /// Lines appended to postgresql.conf.
+    pub conf: &'a str,
+    /// pg_hba.conf's whole text, instead of initdb's (trust for every local connection).
+    pub hba: Option<&'a str>,
+    /// Files written into the data directory as `(name, contents)`, readable by the server's
+    /// user only (as PostgreSQL requires of a private key).
+    pub files: &'a [(&'a str, &'a str)],
+}
+
 /// A running (or stopped, or frozen) private PostgreSQL.
 pub struct OwnPg {
     dir: PathBuf,
@@ -76,6 +88,11 @@ fn free_port() -> u16 {
 impl OwnPg {
     /// initdb + start. Panics (with the log) when PostgreSQL cannot be started.
     pub fn start() -> OwnPg {
+        Self::start_with(Setup::default())
+    }
+
+    /// initdb, then `setup`'s configuration and files, then start.
+    pub fn start_with(setup: Setup<'_>) -> OwnPg {
         let bin = bin_dir();
         assert!(
             bin.join("initdb").exists(),
@@ -136,7 +153,15 @@ impl OwnPg {
         let conf_path = pg.data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf_path).unwrap();
         text.push_str(&conf);
+        text.push_str(setup.conf);
+        text.push('\n');
         std::fs::write(&conf_path, text).unwrap();
+        if let Some(hba) = setup.hba {
+            std::fs::write(pg.data.join("pg_hba.conf"), hba).unwrap();
+        }
+        for (name, contents) in setup.files {
+            pg.write_private(name, contents);
+        }
         // A port may be taken between choosing and binding it: try a few.
         for _ in 0..5 {
             pg.port = free_port();
@@ -145,6 +170,22 @@ impl OwnPg {
             }
         }
         panic!("could not start PostgreSQL: {}", pg.log_tail());
+    }
+
+    /// Writes `name` into the data directory, mode 0600, owned by the server's user.
+    fn write_private(&self, name: &str, contents: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.data.join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if self.as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&path)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown postgres {}", path.display());
+        }
     }
 
     fn run(&self, program: &str, args: &[&str]) -> Output {
