@@ -209,6 +209,13 @@ fn change(state: &ConversationState, user: &UserId) -> pb::ConversationChange {
         last_seq: state.last_seq,
         hidden_through_seq: state.hidden_through_seq,
         removed_msg_ids: state.removed.iter().map(|id| id.to_string()).collect(),
+        recalled_msg_ids: state.recalled.iter().map(|id| id.to_string()).collect(),
+        edited_messages: state
+            .edited
+            .iter()
+            .cloned()
+            .map(|m| convert::message(m, user))
+            .collect(),
         read_seq: state.read.read_seq,
         unread_count: state.read.unread_count,
         peer_read_seq: state.read.peer_read_seq,

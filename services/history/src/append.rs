@@ -100,48 +100,7 @@ fn new_message(i: usize, m: pb::NewMessage, limits: &Limits) -> Result<NewMessag
         0 => MessageKind::Text,
         t => MessageKind::from_i32(&f("type"), t)?,
     };
-    if m.body.len() > limits.max_body_bytes {
-        return Err(FieldError::new(
-            f("body"),
-            format!(
-                "is {} bytes; at most {}",
-                m.body.len(),
-                limits.max_body_bytes
-            ),
-        ));
-    }
-    if m.attributes.len() > limits.max_attributes {
-        return Err(FieldError::new(
-            f("attributes"),
-            format!(
-                "has {} entries; at most {}",
-                m.attributes.len(),
-                limits.max_attributes
-            ),
-        ));
-    }
-    for (k, v) in &m.attributes {
-        if k.is_empty() {
-            return Err(FieldError::new(f("attributes"), "keys must not be empty"));
-        }
-        // PostgreSQL text and jsonb cannot hold NUL: refuse it here rather than fail the
-        // insert with an internal error.
-        if k.contains('\0') || v.contains('\0') {
-            return Err(FieldError::new(
-                format!("{}[{}]", f("attributes"), quote(k)),
-                "keys and values must not contain NUL (U+0000)",
-            ));
-        }
-        if k.len() > limits.max_attribute_bytes || v.len() > limits.max_attribute_bytes {
-            return Err(FieldError::new(
-                format!("{}[{}]", f("attributes"), quote(k)),
-                format!(
-                    "keys and values are at most {} bytes",
-                    limits.max_attribute_bytes
-                ),
-            ));
-        }
-    }
+    check_content(&f, &m.body, &m.attributes, limits)?;
     let chars = m.client_msg_id.chars().count();
     if chars == 0 {
         return Err(FieldError::new(f("client_msg_id"), "is required"));
@@ -166,4 +125,54 @@ fn new_message(i: usize, m: pb::NewMessage, limits: &Limits) -> Result<NewMessag
         attributes: m.attributes,
         client_msg_id: m.client_msg_id,
     })
+}
+
+/// The shape rules of a message's content, for a new message and an edit alike: the body's
+/// size, and the attributes' count, keys and values. `f` names a field (`body`,
+/// `attributes`) as the request does.
+pub(crate) fn check_content(
+    f: &dyn Fn(&str) -> String,
+    body: &[u8],
+    attributes: &std::collections::HashMap<String, String>,
+    limits: &Limits,
+) -> Result<(), FieldError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(FieldError::new(
+            f("body"),
+            format!("is {} bytes; at most {}", body.len(), limits.max_body_bytes),
+        ));
+    }
+    if attributes.len() > limits.max_attributes {
+        return Err(FieldError::new(
+            f("attributes"),
+            format!(
+                "has {} entries; at most {}",
+                attributes.len(),
+                limits.max_attributes
+            ),
+        ));
+    }
+    for (k, v) in attributes {
+        if k.is_empty() {
+            return Err(FieldError::new(f("attributes"), "keys must not be empty"));
+        }
+        // PostgreSQL text and jsonb cannot hold NUL: refuse it here rather than fail the
+        // insert with an internal error.
+        if k.contains('\0') || v.contains('\0') {
+            return Err(FieldError::new(
+                format!("{}[{}]", f("attributes"), quote(k)),
+                "keys and values must not contain NUL (U+0000)",
+            ));
+        }
+        if k.len() > limits.max_attribute_bytes || v.len() > limits.max_attribute_bytes {
+            return Err(FieldError::new(
+                format!("{}[{}]", f("attributes"), quote(k)),
+                format!(
+                    "keys and values are at most {} bytes",
+                    limits.max_attribute_bytes
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 //! `execute` that talks to the store.
 
 mod append;
+mod change;
 pub mod cursor;
 mod digest;
 mod fetch;
@@ -12,6 +13,7 @@ mod remove;
 mod service;
 
 pub use append::{Append, MAX_CLIENT_MSG_ID_CHARS};
+pub use change::{ChangeSettings, Edit, Recall};
 pub use digest::{DEFAULT_BUCKET_SIZE, Digest, MAX_BUCKET_SIZE, MAX_BUCKETS};
 pub use fetch::{DEFAULT_PAGE_SIZE, Fetch, Start};
 pub use remove::{RemoveBefore, RemoveIds};

@@ -1,6 +1,7 @@
 //! The gRPC handlers: each one is `parse` (pure) then `execute` (the store).
 
 use crate::append::Append;
+use crate::change::{ChangeSettings, Edit, Recall};
 use crate::digest::Digest;
 use crate::fetch::Fetch;
 use crate::remove::{RemoveBefore, RemoveIds};
@@ -20,6 +21,7 @@ use tonic::{Request, Response, Status};
 pub struct HistoryService {
     store: Store,
     limits: Limits,
+    changes: ChangeSettings,
     clock: Arc<dyn Clock>,
     sealer: CursorSealer,
     shutdown: CancellationToken,
@@ -30,6 +32,7 @@ impl HistoryService {
     pub fn new(
         store: Store,
         limits: Limits,
+        changes: ChangeSettings,
         clock: Arc<dyn Clock>,
         sealer: CursorSealer,
         shutdown: CancellationToken,
@@ -37,6 +40,7 @@ impl HistoryService {
         Self {
             store,
             limits,
+            changes,
             clock,
             sealer,
             shutdown,
@@ -97,6 +101,30 @@ impl HistoryApi for HistoryService {
         let caller = Caller::of(&request)?;
         let command = RemoveBefore::parse(request.into_inner(), &caller)?;
         Ok(Response::new(command.execute(&self.store).await?))
+    }
+
+    async fn recall_message(
+        &self,
+        request: Request<pb::RecallMessageRequest>,
+    ) -> Result<Response<pb::RecallMessageResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let command = Recall::parse(request.get_ref(), &caller)?;
+        let response = command
+            .execute(&self.store, self.changes, self.clock.now_ms())
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn edit_message(
+        &self,
+        request: Request<pb::EditMessageRequest>,
+    ) -> Result<Response<pb::EditMessageResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let command = Edit::parse(request.into_inner(), &caller, &self.limits)?;
+        let response = command
+            .execute(&self.store, self.changes, self.clock.now_ms())
+            .await?;
+        Ok(Response::new(response))
     }
 
     async fn digest_history(

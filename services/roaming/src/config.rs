@@ -8,6 +8,7 @@ use clap::{Args, FromArgMatches as _, ValueEnum};
 use humantime::Duration as HumanDuration;
 use roaming_conversation::{ListSettings, ReadSettings, SyncSettings};
 use roaming_domain::Limits;
+use roaming_history::ChangeSettings;
 use roaming_runtime::auth::TokenRules;
 use roaming_runtime::cursor::CursorKeyError;
 use roaming_runtime::guard::GuardSettings;
@@ -244,6 +245,15 @@ pub struct ServeConfig {
     #[arg(long, env = "ROAMING_SYNC_RETENTION", default_value_t = human(SyncSettings::DEFAULT.retention))]
     pub sync_retention: HumanDuration,
 
+    /// How long after storage a message may be recalled (RecallMessage; later:
+    /// FAILED_PRECONDITION).
+    #[arg(long, env = "ROAMING_RECALL_WINDOW", default_value_t = human(ChangeSettings::DEFAULT.recall_window))]
+    pub recall_window: HumanDuration,
+
+    /// Most edits of one message (EditMessage; one more: FAILED_PRECONDITION).
+    #[arg(long, env = "ROAMING_MAX_EDITS", default_value_t = ChangeSettings::DEFAULT.max_edits, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_edits: u32,
+
     /// Unread counts saturate at this number.
     #[arg(long, env = "ROAMING_MAX_UNREAD_COUNT", default_value_t = ReadSettings::DEFAULT.max_unread_count, value_parser = clap::value_parser!(i64).range(1..))]
     pub max_unread_count: i64,
@@ -423,6 +433,14 @@ impl ServeConfig {
     pub fn sync(&self) -> SyncSettings {
         SyncSettings {
             retention: *self.sync_retention,
+        }
+    }
+
+    /// Recall and edit settings.
+    pub fn changes(&self) -> ChangeSettings {
+        ChangeSettings {
+            recall_window: *self.recall_window,
+            max_edits: self.max_edits,
         }
     }
 

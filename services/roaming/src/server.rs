@@ -63,6 +63,7 @@ pub async fn serve(
         let service = HistoryService::new(
             app.store.clone(),
             limits.clone(),
+            config.changes(),
             app.clock.clone(),
             app.sealer.clone(),
             stop_streams.clone(),

@@ -52,6 +52,7 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(e) => Self::Invalid(e),
             StoreError::NotFound(m) => Self::NotFound(m),
             StoreError::PermissionDenied(m) => Self::PermissionDenied(m),
+            StoreError::FailedPrecondition(m) => Self::FailedPrecondition(m),
             StoreError::Unavailable(m) => Self::Unavailable(m),
             StoreError::Cancelled(m) => Self::DeadlineExceeded(m),
             StoreError::Internal(m) => Self::Internal(m),

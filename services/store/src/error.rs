@@ -11,6 +11,9 @@ pub enum Error {
     /// An anchor or other named object does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Well formed, but the state forbids it (a recall past its window, one edit too many).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The caller may not reach this conversation.
     #[error("{0}")]
     PermissionDenied(String),

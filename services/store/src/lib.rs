@@ -19,6 +19,7 @@ macro_rules! with_conn {
 }
 
 mod append;
+mod change;
 mod conn;
 pub mod db;
 pub mod error;
@@ -33,6 +34,7 @@ mod sync;
 pub mod tls;
 
 pub use append::AppendOutcome;
+pub use change::ChangeRules;
 pub use error::{Error, Result};
 pub use history::{Bucket, DigestQuery, Direction, EMPTY_DIGEST, Page, PageQuery, RemovalStatus};
 pub use list::{ConversationSummary, ListQuery, ReadState};

@@ -51,7 +51,8 @@ fn page(order: &str, filter: PageFilter) -> String {
     match filter {
         PageFilter::All => format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m
-             WHERE m.conv_key = $1 AND m.seq > {LOWER} AND m.seq < {UPPER} AND {NOT_REMOVED}
+             WHERE m.conv_key = $1 AND m.seq > {LOWER} AND m.seq < {UPPER} AND NOT m.recalled
+               AND {NOT_REMOVED}
              ORDER BY m.seq {order} LIMIT $9"
         ),
         // A filtered page merges one ordered index range per filter value (kind, or
@@ -65,7 +66,8 @@ fn page(order: &str, filter: PageFilter) -> String {
                  CROSS JOIN LATERAL (
                      SELECT m.seq FROM messages m
                      WHERE m.conv_key = $1 AND m.msg_type = k.kind
-                       AND m.seq > {LOWER} AND m.seq < {UPPER} AND {NOT_REMOVED}
+                       AND m.seq > {LOWER} AND m.seq < {UPPER} AND NOT m.recalled
+                       AND {NOT_REMOVED}
                      ORDER BY m.seq {order} LIMIT $9) f
                  ORDER BY f.seq {order} LIMIT $9) p
              JOIN messages m ON m.conv_key = $1 AND m.seq = p.seq
@@ -78,7 +80,8 @@ fn page(order: &str, filter: PageFilter) -> String {
                  CROSS JOIN LATERAL (
                      SELECT m.seq FROM messages m
                      WHERE m.conv_key = $1 AND m.sender = s.sender AND m.msg_type = k.kind
-                       AND m.seq > {LOWER} AND m.seq < {UPPER} AND {NOT_REMOVED}
+                       AND m.seq > {LOWER} AND m.seq < {UPPER} AND NOT m.recalled
+                       AND {NOT_REMOVED}
                      ORDER BY m.seq {order} LIMIT $9) f
                  ORDER BY f.seq {order} LIMIT $9) p
              JOIN messages m ON m.conv_key = $1 AND m.seq = p.seq
@@ -145,7 +148,12 @@ fn read_state(cap: &str) -> String {
          least({cap}, greatest(0::bigint, s.last_seq - greatest(s.read_seq, s.floor)
              - (SELECT count(*) FROM tombstones t
                 WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id
-                  AND t.seq > greatest(s.read_seq, s.floor)))) AS unread_count,
+                  AND t.seq > greatest(s.read_seq, s.floor))
+             - (SELECT count(*) FROM messages r
+                WHERE r.conv_key = s.conv_key AND r.recalled
+                  AND r.seq > greatest(s.read_seq, s.floor)
+                  AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.conv_key = r.conv_key
+                                  AND t.user_id = s.user_id AND t.seq = r.seq)))) AS unread_count,
          CASE WHEN s.kind = 1 THEN coalesce(
              (SELECT o.read_seq FROM user_conversations o
               WHERE o.conv_key = s.conv_key AND o.user_id <> s.user_id LIMIT 1), s.read_seq)
@@ -178,7 +186,7 @@ fn list(order: &str, keyset: &str, window: &str) -> String {
              OFFSET 0) s
          CROSS JOIN LATERAL (
              SELECT * FROM messages m
-             WHERE m.conv_key = s.conv_key AND m.seq > s.floor
+             WHERE m.conv_key = s.conv_key AND m.seq > s.floor AND NOT m.recalled
                AND NOT EXISTS (SELECT 1 FROM tombstones t
                    WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id AND t.seq = m.seq
                    OFFSET 0)
@@ -406,6 +414,7 @@ fn sync_state(candidates: &str, only_listable: bool) -> String {
          LEFT JOIN LATERAL (
              SELECT * FROM messages m
              WHERE s.listable AND m.conv_key = s.conv_key AND m.seq > s.floor
+               AND NOT m.recalled
                AND NOT EXISTS (SELECT 1 FROM tombstones t
                    WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id AND t.seq = m.seq
                    OFFSET 0)
@@ -482,7 +491,7 @@ pub const DIGEST: &str = "SELECT (m.seq - $2::bigint) / $4::bigint AS bucket, co
                            ''::bytea ORDER BY m.seq)) AS digest
      FROM messages m
      WHERE m.conv_key = $1 AND m.seq >= greatest($2::bigint, $5::bigint + 1)
-       AND m.seq <= $3::bigint
+       AND m.seq <= $3::bigint AND NOT m.recalled
        AND NOT EXISTS (SELECT 1 FROM tombstones t
            WHERE t.conv_key = $1 AND t.user_id = $6 AND t.seq = m.seq OFFSET 0)
      GROUP BY 1 ORDER BY 1";
@@ -508,7 +517,11 @@ pub const MARK_READ: &str = "WITH moved AS (
 pub const UNREAD: &str = "SELECT least($6::bigint, greatest(0::bigint,
          $5::bigint - greatest($3::bigint, $4::bigint)
          - (SELECT count(*) FROM tombstones t
-            WHERE t.conv_key = $1 AND t.user_id = $2 AND t.seq > greatest($3::bigint, $4::bigint))))";
+            WHERE t.conv_key = $1 AND t.user_id = $2 AND t.seq > greatest($3::bigint, $4::bigint))
+         - (SELECT count(*) FROM messages r
+            WHERE r.conv_key = $1 AND r.recalled AND r.seq > greatest($3::bigint, $4::bigint)
+              AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.conv_key = $1
+                              AND t.user_id = $2 AND t.seq = r.seq))))";
 
 /// Serialises one user's pin changes (the limit is checked and applied under it).
 pub const LOCK_PINS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('pins:' || $1, 0))";
@@ -545,3 +558,49 @@ pub const MARK: &str = "WITH next AS (
            AND cardinality(next.after) <= $5::bigint
      )
      SELECT next.after AS marks FROM next WHERE cardinality(next.after) <= $5::bigint";
+
+/// Recall and edit: message `$2` of conversation `$1`, locked, with what the checks need.
+pub const MESSAGE_FOR_CHANGE: &str = "SELECT m.seq, m.sender, m.server_time_ms, m.recalled,
+         m.edit_version, c.purged_through_seq
+     FROM messages m JOIN conversations c ON c.conv_key = m.conv_key
+     WHERE m.conv_key = $1 AND m.msg_id = $2
+     FOR UPDATE OF m";
+
+/// Recalls message `$2` of conversation `$1`: gone for everybody, its content erased, stamped.
+pub const RECALL: &str = "UPDATE messages SET recalled = true, body = ''::bytea,
+         attributes = '{}'::jsonb, change_xid = pg_current_xact_id()
+     WHERE conv_key = $1 AND msg_id = $2";
+
+/// Edits message `$2` of conversation `$1`: body `$3`, attributes `$4`, at time `$5`.
+pub static EDIT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE messages m SET body = $3, attributes = $4, edit_version = m.edit_version + 1,
+             edited_at_ms = $5, change_xid = pg_current_xact_id()
+         WHERE m.conv_key = $1 AND m.msg_id = $2
+         RETURNING {MESSAGE_COLUMNS}"
+    )
+});
+
+/// A conversation changed for everybody without a new message (recall, edit): a GROUP stamps
+/// its row, a PEER conversation both participants' rows (the feed's two ways in).
+pub const TOUCH_CONVERSATION: &str = "WITH c AS (
+         UPDATE conversations SET change_xid = pg_current_xact_id()
+         WHERE conv_key = $1 RETURNING kind)
+     UPDATE user_conversations uc SET change_xid = pg_current_xact_id()
+     FROM c WHERE uc.conv_key = $1 AND c.kind = 1";
+
+/// Messages of conversations `$1` recalled or edited in a transaction snapshot `$3` did not
+/// see, with whether user `$2` removed them (an edited message they removed is not theirs to
+/// see).
+pub static CHANGED_MESSAGES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT m.conv_key, m.recalled, {MESSAGE_COLUMNS},
+                EXISTS (SELECT 1 FROM tombstones t WHERE t.conv_key = m.conv_key
+                        AND t.user_id = $2 AND t.seq = m.seq) AS removed
+         FROM messages m
+         WHERE m.conv_key = ANY($1) AND m.change_xid <> '0'
+           AND m.change_xid >= pg_snapshot_xmin($3::text::pg_snapshot)
+           AND NOT pg_visible_in_snapshot(m.change_xid, $3::text::pg_snapshot)
+         ORDER BY m.conv_key, m.seq"
+    )
+});

@@ -40,6 +40,11 @@ pub struct ConversationState {
     pub hidden_through_seq: i64,
     /// Messages the user removed by id since the delta's snapshot (empty in a snapshot).
     pub removed: Vec<MsgId>,
+    /// Messages recalled for everybody since the delta's snapshot.
+    pub recalled: Vec<MsgId>,
+    /// The current content of messages edited since the delta's snapshot that the user may
+    /// still see.
+    pub edited: Vec<StoredMessage>,
     /// GROUP / CHATROOM membership (true for PEER participants).
     pub is_member: bool,
     /// The user's read state of it.
@@ -115,6 +120,7 @@ impl Store {
             };
             if let Some(since) = &query.since {
                 removed_since(&tx, user, since, &mut changes).await?;
+                changed_since(&tx, user, since, &mut changes).await?;
             }
             tx.commit().await?;
             Ok(SyncPage {
@@ -144,9 +150,59 @@ fn state(row: &tokio_postgres::Row) -> Result<ConversationState> {
         is_member: row.try_get("is_member")?,
         read: rows::read_state(row)?,
         removed: Vec::new(),
+        recalled: Vec::new(),
+        edited: Vec::new(),
         last_message,
         conversation,
     })
+}
+
+/// Fills in the messages of each listed change recalled or edited since `since`.
+async fn changed_since(
+    tx: &deadpool_postgres::Transaction<'_>,
+    user: &UserId,
+    since: &str,
+    changes: &mut [ConversationState],
+) -> Result<()> {
+    let keys: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.last_message.is_some())
+        .map(|c| c.key.as_str())
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let statement = tx.prepare_cached(&sql::CHANGED_MESSAGES).await?;
+    let rows = tx
+        .query(&statement, &[&keys, &user.as_str(), &since])
+        .await?;
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        at.insert(c.key.as_str(), i);
+    }
+    let mut updates: Vec<(usize, bool, StoredMessage, bool)> = Vec::new();
+    for row in &rows {
+        let key: &str = row.try_get("conv_key")?;
+        let i = *at.get(key).ok_or_else(|| {
+            Error::Internal("a changed message of a conversation not in the page".into())
+        })?;
+        let message = rows::message(&changes[i].conversation, row)?;
+        updates.push((
+            i,
+            row.try_get("recalled")?,
+            message,
+            row.try_get("removed")?,
+        ));
+    }
+    for (i, recalled, message, removed) in updates {
+        let change = &mut changes[i];
+        if recalled {
+            change.recalled.push(message.msg_id);
+        } else if message.edit_version > 0 && message.seq > change.hidden_through_seq && !removed {
+            change.edited.push(message);
+        }
+    }
+    Ok(())
 }
 
 /// Fills in the ids each listed change's user removed since `since`.

@@ -14,6 +14,7 @@ mod history_fetch;
 mod history_remove;
 mod protection;
 mod read_state;
+mod recall_edit;
 mod server;
 mod sync;
 mod tracing_spans;
