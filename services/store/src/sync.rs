@@ -157,6 +157,15 @@ fn state(row: &tokio_postgres::Row) -> Result<ConversationState> {
     })
 }
 
+/// The keys of the changes that are in the list (what a device keeps history of).
+fn listed_keys(changes: &[ConversationState]) -> Vec<&str> {
+    changes
+        .iter()
+        .filter(|c| c.last_message.is_some())
+        .map(|c| c.key.as_str())
+        .collect()
+}
+
 /// Fills in the messages of each listed change recalled or edited since `since`.
 async fn changed_since(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -164,11 +173,7 @@ async fn changed_since(
     since: &str,
     changes: &mut [ConversationState],
 ) -> Result<()> {
-    let keys: Vec<&str> = changes
-        .iter()
-        .filter(|c| c.last_message.is_some())
-        .map(|c| c.key.as_str())
-        .collect();
+    let keys = listed_keys(changes);
     if keys.is_empty() {
         return Ok(());
     }
@@ -212,11 +217,7 @@ async fn removed_since(
     since: &str,
     changes: &mut [ConversationState],
 ) -> Result<()> {
-    let keys: Vec<&str> = changes
-        .iter()
-        .filter(|c| c.last_message.is_some())
-        .map(|c| c.key.as_str())
-        .collect();
+    let keys = listed_keys(changes);
     if keys.is_empty() {
         return Ok(());
     }
