@@ -344,4 +344,67 @@ impl Client {
     pub fn channel(&self) -> &Channel {
         &self.channel
     }
+
+    /// The user whose view this client's user-scoped calls reach: the act-as user when one
+    /// is set, else the `sub` claim of a user token (read from the JWT, not verified: the
+    /// server does that). `None` for a service token without an act-as user, or a token that
+    /// is not a JWT.
+    pub fn user_id(&self) -> Option<String> {
+        if let Some(user) = &self.credentials.act_as {
+            return user.to_str().ok().map(str::to_owned);
+        }
+        let token = match &self.credentials.provider {
+            Some(provider) => provider.token().ok()?,
+            None => self
+                .credentials
+                .authorization
+                .as_ref()?
+                .to_str()
+                .ok()?
+                .strip_prefix("Bearer ")?
+                .to_owned(),
+        };
+        jwt_user(&token)
+    }
+}
+
+/// The `sub` of a JWT that is not a service token.
+fn jwt_user(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if claims.get("role").and_then(|r| r.as_str()) == Some("service") {
+        return None;
+    }
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_user_is_the_act_as_user_or_the_sub_of_a_user_token() {
+        use base64::Engine as _;
+        let jwt = |claims: &str| {
+            let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+            format!("{}.{}.sig", b64(r#"{"alg":"HS256"}"#), b64(claims))
+        };
+        let channel = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        let user = jwt(r#"{"sub":"alice","exp":1}"#);
+        let service = jwt(r#"{"sub":"gateway","role":"service"}"#);
+        let of = |token: Option<&str>, act_as: Option<&str>| {
+            Client::from_channel(channel.clone(), token, act_as)
+                .unwrap()
+                .user_id()
+        };
+        assert_eq!(of(Some(&user), None).as_deref(), Some("alice"));
+        assert_eq!(of(Some(&service), None), None);
+        assert_eq!(of(Some(&service), Some("bob")).as_deref(), Some("bob"));
+        assert_eq!(of(Some("opaque"), None), None);
+        assert_eq!(of(None, None), None);
+    }
 }

@@ -26,6 +26,10 @@ pub enum Error {
     /// The local store failed (SQLite).
     #[error("local store: {0}")]
     LocalStore(String),
+    /// The local store holds another user's copy (its sync token was made for another user
+    /// than the client's): a local store belongs to one user.
+    #[error("local store of another user: {0}")]
+    ForeignLocalStore(String),
 
     /// `CANCELLED`: the call was cancelled (also tonic's answer when the request timeout
     /// expires).
@@ -93,7 +97,8 @@ impl Error {
             | Error::Credentials(_)
             | Error::InvalidResponse(_)
             | Error::NoLocalStore
-            | Error::LocalStore(_) => return None,
+            | Error::LocalStore(_)
+            | Error::ForeignLocalStore(_) => return None,
             Error::Cancelled(_) => Code::Cancelled,
             Error::Unknown(_) => Code::Unknown,
             Error::InvalidArgument(_) => Code::InvalidArgument,

@@ -32,6 +32,10 @@
 mod connect;
 mod conversations;
 mod error;
+#[cfg(feature = "local-store")]
+mod events;
+#[cfg(feature = "local-store")]
+mod feed;
 mod history;
 #[cfg(feature = "local-store")]
 mod local;
@@ -39,6 +43,8 @@ mod retry;
 #[cfg(feature = "local-store")]
 mod sync;
 mod types;
+#[cfg(feature = "local-store")]
+mod verify;
 
 pub use connect::{
     Client, ClientBuilder, Credentials, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
@@ -46,14 +52,21 @@ pub use connect::{
 };
 pub use conversations::ListRequest;
 pub use error::Error;
+#[cfg(feature = "local-store")]
+pub use events::{EVENT_BUFFER, StoreEvent};
+#[cfg(feature = "local-store")]
+pub use feed::{SyncReport, SyncRequest};
 pub use history::{HistoryRequest, MAX_PAGE_SIZE};
 #[cfg(feature = "local-store")]
 pub use local::{LocalQuery, LocalStore};
 pub use retry::RetryPolicy;
 pub use types::{
-    AppendResult, Conversation, ConversationPage, ConversationRef, ConversationType, Direction,
-    HistoryPage, Message, MessageType, NewMessage, RemovalResult, RemovalScope, RemovalStatus,
+    AppendResult, Conversation, ConversationChange, ConversationPage, ConversationRef,
+    ConversationType, DigestBucket, Direction, HistoryPage, Message, MessageType, NewMessage,
+    RemovalResult, RemovalScope, RemovalStatus,
 };
+#[cfg(feature = "local-store")]
+pub use verify::{DEFAULT_VERIFY_BUCKET, VerifyReport, VerifyRequest};
 
 /// The generated contract types and raw clients.
 pub use roaming_proto as proto;

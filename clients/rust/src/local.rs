@@ -1,15 +1,22 @@
 //! The local store: a device-style SQLite copy of fetched conversations and messages, with
-//! the seq ranges known to be complete so that holes can be found and filled.
+//! the seq ranges known to be complete so that holes can be found and filled, and the sync
+//! token of the change feed, written in the same transaction as what it applied.
 
 use crate::error::Error;
-use crate::types::{Conversation, ConversationRef, Direction, Message};
+use crate::events::{EVENT_BUFFER, StoreEvent};
+use crate::types::{
+    Conversation, ConversationChange, ConversationRef, ConversationType, DigestBucket, Direction,
+    Message,
+};
 use prost::Message as _;
 use roaming_proto::common::v1 as pb;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
@@ -38,7 +45,14 @@ CREATE TABLE IF NOT EXISTS spans (
     hi        INTEGER NOT NULL,
     PRIMARY KEY (conv_type, conv_id, lo)
 );
-PRAGMA user_version = 1;
+-- Where the change feed stands: the token the next sync resumes from, and the user it was
+-- made for (a store holds one user's copy). One row, written with what the token covers.
+CREATE TABLE IF NOT EXISTS sync_state (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    user  TEXT,
+    token TEXT NOT NULL
+);
+PRAGMA user_version = 2;
 ";
 
 /// How to read a page of local history.
@@ -68,11 +82,19 @@ impl Default for LocalQuery {
 /// Reads work offline. Its methods block on SQLite for a short while; the [`Client`]'s
 /// local methods run them on tokio's blocking pool.
 ///
+/// [`Client::sync`] keeps it a mirror of the user's PEER and GROUP conversations (its token
+/// is stored here, see [`LocalStore::sync_token`]); [`LocalStore::subscribe`] announces what
+/// a sync or a verify changed.
+///
 /// [`Client`]: crate::Client
+/// [`Client::sync`]: crate::Client::sync
 #[derive(Clone)]
 pub struct LocalStore {
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
+    events: broadcast::Sender<StoreEvent>,
+    /// Held by a sync or a verify of this store (and its clones) from start to end.
+    pub(crate) exclusive: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for LocalStore {
@@ -114,6 +136,41 @@ impl LocalStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            events: broadcast::channel(EVENT_BUFFER).0,
+            exclusive: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Receives every [`StoreEvent`] sent after this call, once it is committed. A receiver
+    /// that falls more than [`EVENT_BUFFER`] events behind gets `Lagged` and then the newer
+    /// ones: reload from the store in that case.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    /// The token the next [`Client::sync`](crate::Client::sync) resumes from: `None` before
+    /// the first page of a first sync is applied.
+    pub fn sync_token(&self) -> Result<Option<String>, Error> {
+        Ok(self.sync_state()?.1)
+    }
+
+    /// The user whose sync token this store holds (`None` before the first sync, or when the
+    /// syncing client's user could not be told from its credentials).
+    pub fn owner(&self) -> Result<Option<String>, Error> {
+        Ok(self.sync_state()?.0)
+    }
+
+    /// `(owner, token)`.
+    pub(crate) fn sync_state(&self) -> Result<(Option<String>, Option<String>), Error> {
+        let row: Option<(Option<String>, String)> = self
+            .lock()
+            .query_row("SELECT user, token FROM sync_state WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        Ok(match row {
+            Some((user, token)) => (user, Some(token)),
+            None => (None, None),
         })
     }
 
@@ -155,6 +212,24 @@ impl LocalStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every conversation the store holds anything of (a list entry, messages or complete
+    /// ranges), in order.
+    pub fn stored_conversations(&self) -> Result<Vec<ConversationRef>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT conv_type, conv_id FROM conversations
+             UNION SELECT conv_type, conv_id FROM messages
+             UNION SELECT conv_type, conv_id FROM spans
+             ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(t, id)| ConversationRef::try_from(pb::ConversationRef { r#type: t, id }))
+            .collect()
     }
 
     /// Saves conversation-list entries (replacing stored ones), and their last messages.
@@ -352,28 +427,7 @@ impl LocalStore {
         let (t, id) = key(conversation);
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let (lo, hi) = {
-            let mut stmt = tx.prepare(
-                "SELECT lo, hi FROM spans WHERE conv_type = ?1 AND conv_id = ?2
-                 AND lo <= ?4 + 1 AND hi >= ?3 - 1",
-            )?;
-            let touching = stmt
-                .query_map(params![t, id, lo, hi], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            touching
-                .iter()
-                .fold((lo, hi), |(l, h), (a, b)| (l.min(*a), h.max(*b)))
-        };
-        tx.execute(
-            "DELETE FROM spans WHERE conv_type = ?1 AND conv_id = ?2 AND lo <= ?4 + 1 AND hi >= ?3 - 1",
-            params![t, id, lo, hi],
-        )?;
-        tx.execute(
-            "INSERT INTO spans (conv_type, conv_id, lo, hi) VALUES (?1, ?2, ?3, ?4)",
-            params![t, id, lo, hi],
-        )?;
+        cover_in(&tx, t, id, lo, hi)?;
         tx.commit()?;
         Ok(())
     }
@@ -434,6 +488,392 @@ impl LocalStore {
         )?;
         Ok((lower, upper))
     }
+}
+
+/// Where a held conversation's local copy stands, for a sync to complete it: the holes
+/// between its complete ranges, and the top of the highest one.
+pub(crate) struct SyncPlan {
+    /// Each hole `(lo, hi)` with the stored messages around it (newest at or below `lo - 1`,
+    /// oldest at or above `hi + 1`).
+    pub holes: Vec<(i64, i64, Option<Message>, Option<Message>)>,
+    /// The highest complete seq.
+    pub top: i64,
+    /// The newest stored message at or below `top`: the forward read's anchor.
+    pub anchor: Option<Message>,
+}
+
+/// One change of a sync page, with what the sync fetched for it.
+pub(crate) struct SyncedChange {
+    pub change: ConversationChange,
+    /// Messages fetched after the page was read (forward from the top, or into holes).
+    pub fetched: Vec<Message>,
+    /// Seq ranges the fetches proved complete.
+    pub covers: Vec<(i64, i64)>,
+}
+
+/// One sync page to apply in one transaction.
+pub(crate) struct SyncPageUpdate {
+    pub changes: Vec<SyncedChange>,
+    /// The page's `next_sync_token`.
+    pub token: String,
+    /// The user the token belongs to, when known.
+    pub user: Option<String>,
+    /// `Some(rebuilt)`: the first page of a snapshot, which replaces the mirror of PEER and
+    /// GROUP conversations.
+    pub reset: Option<bool>,
+}
+
+/// What applying one page changed locally.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Applied {
+    pub updated: usize,
+    pub removed_conversations: usize,
+    pub received: usize,
+    pub removed_messages: usize,
+    pub reset: bool,
+}
+
+/// The conversation types the change feed covers (chatrooms are not synced).
+const SYNCED_TYPES: [ConversationType; 2] = [ConversationType::Peer, ConversationType::Group];
+
+impl LocalStore {
+    /// How to complete a conversation's local copy: `None` when the store holds no complete
+    /// range of it (then a sync keeps only its list entry and last message).
+    pub(crate) fn sync_plan(
+        &self,
+        conversation: &ConversationRef,
+    ) -> Result<Option<SyncPlan>, Error> {
+        let spans = self.complete_ranges(conversation)?;
+        let Some(top) = spans.last().map(|s| *s.end()) else {
+            return Ok(None);
+        };
+        let mut holes = Vec::new();
+        for w in spans.windows(2) {
+            let (lo, hi) = (*w[0].end() + 1, *w[1].start() - 1);
+            let (lower, upper) = self.neighbours(conversation, lo - 1, hi + 1)?;
+            holes.push((lo, hi, lower, upper));
+        }
+        let (anchor, _) = self.neighbours(conversation, top, i64::MAX)?;
+        Ok(Some(SyncPlan { holes, top, anchor }))
+    }
+
+    /// Applies one sync page and stores its token, all in one transaction (a crash leaves the
+    /// store at the previous page's token with the previous page's data, or at this one's
+    /// with all of it), then announces what changed.
+    pub(crate) fn apply_sync_page(&self, page: SyncPageUpdate) -> Result<Applied, Error> {
+        let mut events = Vec::new();
+        let mut applied = Applied::default();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        if let Some(rebuilt) = page.reset {
+            let mut had = false;
+            for kind in SYNCED_TYPES {
+                let t = kind.to_proto() as i32;
+                for table in ["messages", "conversations", "spans"] {
+                    had |=
+                        tx.execute(&format!("DELETE FROM {table} WHERE conv_type = ?1"), [t])? > 0;
+                }
+            }
+            if had {
+                applied.reset = true;
+                events.push(StoreEvent::MirrorReset { rebuilt });
+            }
+        }
+        for synced in page.changes {
+            apply_change(&tx, synced, &mut events, &mut applied)?;
+        }
+        tx.execute(
+            "INSERT INTO sync_state (id, user, token) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET user = excluded.user, token = excluded.token",
+            params![page.user, page.token],
+        )?;
+        tx.commit()?;
+        drop(conn);
+        self.announce(events);
+        Ok(applied)
+    }
+
+    fn announce(&self, events: Vec<StoreEvent>) {
+        for event in events {
+            // No subscriber is not an error.
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// The seq range the store holds of a conversation: from its lowest stored message or
+    /// complete seq to its highest. `None` when it holds nothing of it.
+    pub(crate) fn held_range(
+        &self,
+        conversation: &ConversationRef,
+    ) -> Result<Option<(i64, i64)>, Error> {
+        let (t, id) = key(conversation);
+        let (lo, hi): (Option<i64>, Option<i64>) = self.lock().query_row(
+            "SELECT min(lo), max(hi) FROM (
+                 SELECT lo, hi FROM spans WHERE conv_type = ?1 AND conv_id = ?2
+                 UNION ALL
+                 SELECT seq, seq FROM messages WHERE conv_type = ?1 AND conv_id = ?2)",
+            params![t, id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(lo.zip(hi))
+    }
+
+    /// The buckets of `bucket_size` seqs covering `from_seq..=to_seq` of the local copy,
+    /// with the count and the digest `DigestHistory` computes over the server's (the last
+    /// bucket possibly shorter). Compare them to the server's to find what differs; see
+    /// [`Client::verify`](crate::Client::verify).
+    pub fn digest(
+        &self,
+        conversation: &ConversationRef,
+        from_seq: i64,
+        to_seq: i64,
+        bucket_size: i64,
+    ) -> Result<Vec<DigestBucket>, Error> {
+        if bucket_size < 1 {
+            return Err(Error::InvalidArgument(
+                "bucket_size must be at least 1".into(),
+            ));
+        }
+        let local = self.history(
+            conversation,
+            &LocalQuery {
+                direction: Direction::Forward,
+                start_msg_id: None,
+                limit: usize::MAX,
+            },
+        )?;
+        let mut buckets = Vec::new();
+        let mut from = from_seq.max(1);
+        while from <= to_seq {
+            let to = from.saturating_add(bucket_size - 1).min(to_seq);
+            let inside: Vec<&Message> = local
+                .iter()
+                .filter(|m| (from..=to).contains(&m.seq))
+                .collect();
+            buckets.push(DigestBucket {
+                from_seq: from,
+                to_seq: to,
+                count: inside.len() as i64,
+                digest: digest_of(inside.iter().map(|m| {
+                    // A stored id that is not a number cannot match the server's.
+                    (m.seq, m.msg_id.parse::<i64>().unwrap_or(-1), m.edit_version)
+                })),
+            });
+            from = match to.checked_add(1) {
+                Some(next) => next,
+                None => break,
+            };
+        }
+        Ok(buckets)
+    }
+
+    /// Replaces the local messages of `from_seq..=to_seq` with `messages` (the server's),
+    /// brings the list entry's last message up to date if it lies in the range, and
+    /// announces it.
+    pub(crate) fn replace_range(
+        &self,
+        conversation: &ConversationRef,
+        from_seq: i64,
+        to_seq: i64,
+        messages: &[Message],
+    ) -> Result<(), Error> {
+        let (t, id) = key(conversation);
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND seq BETWEEN ?3 AND ?4",
+            params![t, id, from_seq, to_seq],
+        )?;
+        for m in messages {
+            insert_message(&tx, m)?;
+        }
+        let entry: Option<Option<Vec<u8>>> = tx
+            .query_row(
+                "SELECT last_message FROM conversations WHERE conv_type = ?1 AND conv_id = ?2",
+                params![t, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(Some(raw)) = entry {
+            let last = decode(&raw)?;
+            if let Some(fresh) = messages.iter().find(|m| m.seq == last.seq) {
+                tx.execute(
+                    "UPDATE conversations SET last_message = ?3 WHERE conv_type = ?1 AND conv_id = ?2",
+                    params![t, id, encode(fresh)],
+                )?;
+            }
+        }
+        tx.commit()?;
+        drop(conn);
+        self.announce(vec![StoreEvent::MessagesReplaced {
+            conversation: conversation.clone(),
+            from_seq,
+            to_seq,
+        }]);
+        Ok(())
+    }
+}
+
+/// Inserts (or replaces) a message in `tx`; returns the stored copy it replaced, if any.
+fn insert_message(tx: &Transaction<'_>, m: &Message) -> Result<Option<Message>, Error> {
+    let (t, id) = key(&m.conversation);
+    let old: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT raw FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND seq = ?3",
+            params![t, id, m.seq],
+            |r| r.get(0),
+        )
+        .optional()?;
+    tx.execute(
+        "INSERT OR REPLACE INTO messages (conv_type, conv_id, seq, msg_id, server_time_ms, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![t, id, m.seq, m.msg_id, m.server_time_ms, encode(m)],
+    )?;
+    old.as_deref().map(decode).transpose()
+}
+
+/// Applies one change in `tx` (idempotent: applying it again changes nothing and announces
+/// nothing).
+fn apply_change(
+    tx: &Transaction<'_>,
+    synced: SyncedChange,
+    events: &mut Vec<StoreEvent>,
+    applied: &mut Applied,
+) -> Result<(), Error> {
+    let SyncedChange {
+        change,
+        fetched,
+        covers,
+    } = synced;
+    let conversation = change.conversation.clone();
+    let (t, id) = key(&conversation);
+    if !change.listed {
+        let mut gone = 0;
+        for table in ["messages", "conversations", "spans"] {
+            gone += tx.execute(
+                &format!("DELETE FROM {table} WHERE conv_type = ?1 AND conv_id = ?2"),
+                params![t, id],
+            )?;
+        }
+        if gone > 0 {
+            applied.removed_conversations += 1;
+            events.push(StoreEvent::ConversationRemoved(conversation));
+        }
+        return Ok(());
+    }
+    let last = change.last_message.clone().ok_or_else(|| {
+        Error::InvalidResponse(format!("listed {conversation} without a last message"))
+    })?;
+
+    // What the server hides now: every seq at or below the watermark, and the removed ids.
+    let mut removed: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT seq, msg_id FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND seq <= ?3",
+        )?;
+        stmt.query_map(params![t, id, change.hidden_through_seq], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?
+    };
+    tx.execute(
+        "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND seq <= ?3",
+        params![t, id, change.hidden_through_seq],
+    )?;
+    for msg_id in &change.removed_msg_ids {
+        let seq: Option<i64> = tx
+            .query_row(
+                "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3
+                 RETURNING seq",
+                params![t, id, msg_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(seq) = seq {
+            removed.push((seq, msg_id.clone()));
+        }
+    }
+    if !removed.is_empty() {
+        removed.sort();
+        applied.removed_messages += removed.len();
+        events.push(StoreEvent::MessagesRemoved {
+            conversation: conversation.clone(),
+            msg_ids: removed.into_iter().map(|(_, id)| id).collect(),
+        });
+    }
+
+    // What the server shows now: the fetched messages and the last message.
+    let mut received = Vec::new();
+    for m in fetched.iter().chain(std::iter::once(&last)) {
+        if insert_message(tx, m)?.as_ref() != Some(m) && !received.contains(m) {
+            received.push(m.clone());
+        }
+    }
+    if !received.is_empty() {
+        received.sort_by_key(|m| m.seq);
+        applied.received += received.len();
+        events.push(StoreEvent::MessagesReceived {
+            conversation: conversation.clone(),
+            messages: received,
+        });
+    }
+
+    // The list entry: the change's, moved forward to a newer message fetched after it.
+    let old: Option<(i64, Option<Vec<u8>>)> = tx
+        .query_row(
+            "SELECT last_activity_ms, last_message FROM conversations
+             WHERE conv_type = ?1 AND conv_id = ?2",
+            params![t, id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let old = match old {
+        Some((activity, raw)) => Some(Conversation {
+            conversation: conversation.clone(),
+            last_message: raw.as_deref().map(decode).transpose()?,
+            last_activity_ms: activity,
+        }),
+        None => None,
+    };
+    let newest = fetched
+        .iter()
+        .filter(|m| m.seq > last.seq)
+        .max_by_key(|m| m.seq)
+        .unwrap_or(&last);
+    let entry = Conversation {
+        conversation: conversation.clone(),
+        last_message: Some(newest.clone()),
+        last_activity_ms: change.last_activity_ms.max(newest.server_time_ms),
+    };
+    tx.execute(
+        "INSERT OR REPLACE INTO conversations (conv_type, conv_id, last_activity_ms, last_message)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![t, id, entry.last_activity_ms, Some(encode(newest))],
+    )?;
+    if old.as_ref() != Some(&entry) {
+        applied.updated += 1;
+        events.push(StoreEvent::ConversationUpdated(Box::new(entry)));
+    }
+
+    // Between the last message and the newest seq nothing is visible: complete.
+    cover_in(tx, t, id, last.seq, change.last_seq)?;
+    for (lo, hi) in covers {
+        cover_in(tx, t, id, lo, hi)?;
+    }
+    Ok(())
+}
+
+/// The contract's digest of `(seq, msg_id, edit_version)` triples in seq order.
+pub(crate) fn digest_of(items: impl IntoIterator<Item = (i64, i64, u32)>) -> String {
+    let mut hasher = Sha256::new();
+    for (seq, msg_id, edit_version) in items {
+        hasher.update(seq.to_be_bytes());
+        hasher.update(msg_id.to_be_bytes());
+        hasher.update(edit_version.to_be_bytes());
+    }
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Creates the conversation's entry if missing, and moves its last message forward when `m`
@@ -497,6 +937,37 @@ fn refresh_last_message(tx: &rusqlite::Transaction<'_>, t: i32, id: &str) -> Res
             params![t, id, newest],
         )?;
     }
+    Ok(())
+}
+
+/// Records in `tx` that every message visible to the user with a seq in `lo..=hi` of
+/// conversation `(t, id)` is stored, merging the ranges it touches.
+fn cover_in(tx: &Transaction<'_>, t: i32, id: &str, lo: i64, hi: i64) -> Result<(), Error> {
+    if lo > hi {
+        return Ok(());
+    }
+    let (lo, hi) = {
+        let mut stmt = tx.prepare(
+            "SELECT lo, hi FROM spans WHERE conv_type = ?1 AND conv_id = ?2
+                 AND lo <= ?4 + 1 AND hi >= ?3 - 1",
+        )?;
+        let touching = stmt
+            .query_map(params![t, id, lo, hi], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        touching
+            .iter()
+            .fold((lo, hi), |(l, h), (a, b)| (l.min(*a), h.max(*b)))
+    };
+    tx.execute(
+        "DELETE FROM spans WHERE conv_type = ?1 AND conv_id = ?2 AND lo <= ?4 + 1 AND hi >= ?3 - 1",
+        params![t, id, lo, hi],
+    )?;
+    tx.execute(
+        "INSERT INTO spans (conv_type, conv_id, lo, hi) VALUES (?1, ?2, ?3, ?4)",
+        params![t, id, lo, hi],
+    )?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use crate::connect::Client;
 use crate::error::Error;
+use crate::events::StoreEvent;
 use crate::local::{LocalQuery, LocalStore};
 use crate::types::{Conversation, ConversationRef, Direction, Message};
 use futures::StreamExt;
@@ -21,6 +22,13 @@ impl Client {
 
     fn store(&self) -> Result<LocalStore, Error> {
         self.local.clone().ok_or(Error::NoLocalStore)
+    }
+
+    /// Receives the local store's [`StoreEvent`]s from now on (see
+    /// [`LocalStore::subscribe`]): what [`Client::sync`] and [`Client::verify`] changed,
+    /// after each commit.
+    pub fn events(&self) -> Result<tokio::sync::broadcast::Receiver<StoreEvent>, Error> {
+        Ok(self.store()?.subscribe())
     }
 
     /// The conversations in the local store, most recently active first. Works offline.
@@ -94,7 +102,7 @@ impl Client {
 
     /// Reads forward from the message below the hole until past its top; returns the
     /// messages inside it.
-    async fn fetch_hole(
+    pub(crate) async fn fetch_hole(
         &self,
         conversation: &ConversationRef,
         lo: i64,

@@ -265,6 +265,94 @@ impl TryFrom<cpb::Conversation> for Conversation {
     }
 }
 
+/// One conversation's change from [`SyncConversations`](crate::Client::sync): its state as
+/// the caller sees it now, and what happened to its history since the sync token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationChange {
+    /// The conversation, as the caller sees it.
+    pub conversation: ConversationRef,
+    /// In the caller's list now; `false`: a device drops it (removed one-way, every message
+    /// hidden, membership ended).
+    pub listed: bool,
+    /// The newest message visible to the caller (`None` when not listed).
+    pub last_message: Option<Message>,
+    /// As in the conversation list (0 when not listed).
+    pub last_activity_ms: i64,
+    /// The conversation's newest stored seq.
+    pub last_seq: i64,
+    /// Every seq at or below it is hidden from the caller.
+    pub hidden_through_seq: i64,
+    /// Messages hidden from the caller by id since the token (empty in a snapshot).
+    pub removed_msg_ids: Vec<String>,
+    /// GROUP: the caller is a member (always true for PEER).
+    pub is_member: bool,
+}
+
+impl ConversationChange {
+    /// The list entry it describes, when listed.
+    pub fn entry(&self) -> Option<Conversation> {
+        self.listed.then(|| Conversation {
+            conversation: self.conversation.clone(),
+            last_message: self.last_message.clone(),
+            last_activity_ms: self.last_activity_ms,
+        })
+    }
+}
+
+impl TryFrom<cpb::ConversationChange> for ConversationChange {
+    type Error = Error;
+
+    fn try_from(c: cpb::ConversationChange) -> Result<Self, Error> {
+        let change = Self {
+            conversation: c
+                .conversation
+                .ok_or_else(|| Error::InvalidResponse("change without a conversation".into()))?
+                .try_into()?,
+            listed: c.listed,
+            last_message: c.last_message.map(Message::try_from).transpose()?,
+            last_activity_ms: c.last_activity_ms,
+            last_seq: c.last_seq,
+            hidden_through_seq: c.hidden_through_seq,
+            removed_msg_ids: c.removed_msg_ids,
+            is_member: c.is_member,
+        };
+        if change.listed && change.last_message.is_none() {
+            return Err(Error::InvalidResponse(format!(
+                "listed change of {} without a last message",
+                change.conversation
+            )));
+        }
+        Ok(change)
+    }
+}
+
+/// One bucket of consecutive seqs of a conversation, as `DigestHistory` describes it (and
+/// [`LocalStore::digest`](crate::LocalStore::digest) computes it over the local copy).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DigestBucket {
+    /// First seq (inclusive).
+    pub from_seq: i64,
+    /// Last seq (inclusive).
+    pub to_seq: i64,
+    /// Messages in the bucket visible to the caller.
+    pub count: i64,
+    /// Lowercase hex of the first 16 bytes of SHA-256 over `seq` (8 bytes, big-endian) ||
+    /// `msg_id` (8 bytes, big-endian, the number) || `edit_version` (4 bytes, big-endian) of
+    /// those messages in seq order.
+    pub digest: String,
+}
+
+impl From<hpb::HistoryBucket> for DigestBucket {
+    fn from(b: hpb::HistoryBucket) -> Self {
+        Self {
+            from_seq: b.from_seq,
+            to_seq: b.to_seq,
+            count: b.count,
+            digest: b.digest,
+        }
+    }
+}
+
 /// The order in which history is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {

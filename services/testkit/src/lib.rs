@@ -1,7 +1,9 @@
 //! Test support: `TestApp` gives each test a fresh database, a migrated store and a running
-//! server on `127.0.0.1:0`, plus helpers to store messages and read whole histories; `tls`
-//! makes certificates for TLS tests.
+//! server on `127.0.0.1:0`, plus helpers to store messages and read whole histories;
+//! [`mirror`] is the check that a device's local store mirrors the server, and `tls` makes
+//! certificates for TLS tests.
 
+pub mod mirror;
 pub mod tls;
 
 use roaming::config::ServeConfig;

@@ -21,38 +21,6 @@ fn everything(direction: Direction) -> LocalQuery {
     }
 }
 
-/// A store file in the temp directory, removed on drop.
-struct TempDb(std::path::PathBuf);
-
-impl TempDb {
-    fn new() -> Self {
-        let name = format!(
-            "roaming-client-test-{}-{}.sqlite3",
-            std::process::id(),
-            rand_suffix()
-        );
-        Self(std::env::temp_dir().join(name))
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.0.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 #[tokio::test]
 async fn fetched_conversations_and_messages_are_saved_locally_by_default() {
     let app = TestApp::spawn().await;

@@ -5,6 +5,7 @@ mod connect;
 mod conversations;
 mod history;
 mod local_store;
+mod multi_device;
 mod retry;
 mod support;
 mod tls;

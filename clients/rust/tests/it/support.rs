@@ -8,14 +8,18 @@ use std::time::Duration;
 /// A typed client of `user` with an in-memory local store.
 pub async fn with_store(app: &TestApp, user: &str) -> (Client, LocalStore) {
     let store = LocalStore::in_memory().unwrap();
-    let client = Client::builder(app.endpoint.clone())
+    (on_store(app, user, store.clone()).await, store)
+}
+
+/// A typed client of `user` keeping its local copy in `store`.
+pub async fn on_store(app: &TestApp, user: &str, store: LocalStore) -> Client {
+    Client::builder(app.endpoint.clone())
         .token(app.token(user, false))
-        .local_store(store.clone())
+        .local_store(store)
         .retry(fast_retry())
         .connect()
         .await
-        .unwrap();
-    (client, store)
+        .unwrap()
 }
 
 /// Retry quickly, for tests.
@@ -70,4 +74,39 @@ pub fn restart_after(app: &TestApp, delay: Duration) -> tokio::task::JoinHandle<
         socket.bind(addr).unwrap();
         RunningServer::start(server, socket.listen(128).unwrap())
     })
+}
+
+/// A store file in the temp directory, removed on drop.
+pub struct TempDb(pub std::path::PathBuf);
+
+impl TempDb {
+    pub fn new() -> Self {
+        let name = format!(
+            "roaming-client-test-{}-{}.sqlite3",
+            std::process::id(),
+            rand_suffix()
+        );
+        Self(std::env::temp_dir().join(name))
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
