@@ -1,5 +1,6 @@
 //! Reliability: faults, overload, cancellation, shutdown and TLS to PostgreSQL (each test
-//! with its own PostgreSQL), consistency, bad input and security (against the shared
+//! with its own PostgreSQL), consistency, bad input, security, the change feed and the client
+//! mirror's convergence (against the shared
 //! PostgreSQL).
 
 mod abuse;
@@ -7,5 +8,6 @@ mod consistency;
 mod faults;
 mod input;
 mod security;
+mod sync_convergence;
 mod sync_never_skip;
 mod tls;
