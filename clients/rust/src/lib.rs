@@ -24,8 +24,29 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Cargo features: `local-store` (default) adds [`LocalStore`]; `tls` adds rustls-based TLS
-//! for `https://` endpoints.
+//! With a local store, [`Client::sync`] keeps it a mirror of the user's conversations across
+//! devices (the server's change feed, each page applied with its token in one transaction,
+//! rebuilt from a snapshot past the server's retention), [`Client::verify`] compares a
+//! conversation's local copy with the server's digests and refetches the buckets that differ,
+//! and [`Client::events`] reports what changed ([`StoreEvent`]):
+//!
+//! ```no_run
+//! # async fn demo(laptop: roaming_client::Client) -> Result<(), roaming_client::Error> {
+//! use roaming_client::{ConversationRef, StoreEvent};
+//! let mut events = laptop.events()?;
+//! let report = laptop.sync().await?;
+//! while let Ok(event) = events.try_recv() {
+//!     if let StoreEvent::MessagesRemoved { conversation, msg_ids } = event {
+//!         println!("{conversation}: {msg_ids:?} removed on another device");
+//!     }
+//! }
+//! let check = laptop.verify(&ConversationRef::peer("bob")).await?;
+//! assert_eq!(check.buckets_refetched, check.differing.len());
+//! # Ok(()) }
+//! ```
+//!
+//! Cargo features: `local-store` (default) adds [`LocalStore`], sync, verify and events;
+//! `tls` adds rustls-based TLS for `https://` endpoints.
 
 #![warn(missing_docs)]
 

@@ -530,7 +530,6 @@ pub(crate) struct Applied {
     pub removed_conversations: usize,
     pub received: usize,
     pub removed_messages: usize,
-    pub reset: bool,
 }
 
 /// The conversation types the change feed covers (chatrooms are not synced).
@@ -575,7 +574,6 @@ impl LocalStore {
                 }
             }
             if had {
-                applied.reset = true;
                 events.push(StoreEvent::MirrorReset { rebuilt });
             }
         }
@@ -634,14 +632,20 @@ impl LocalStore {
                 "bucket_size must be at least 1".into(),
             ));
         }
-        let local = self.history(
-            conversation,
-            &LocalQuery {
-                direction: Direction::Forward,
-                start_msg_id: None,
-                limit: usize::MAX,
-            },
-        )?;
+        let (t, id) = key(conversation);
+        let local: Vec<Message> = {
+            let conn = self.lock();
+            let mut stmt = conn.prepare(
+                "SELECT raw FROM messages WHERE conv_type = ?1 AND conv_id = ?2
+                 AND seq BETWEEN ?3 AND ?4 ORDER BY seq",
+            )?;
+            let raws = stmt
+                .query_map(params![t, id, from_seq, to_seq], |r| r.get::<_, Vec<u8>>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.iter()
+                .map(|raw| decode(raw))
+                .collect::<Result<_, _>>()?
+        };
         let mut buckets = Vec::new();
         let mut from = from_seq.max(1);
         while from <= to_seq {
