@@ -19,8 +19,8 @@ pub const EVENT_BUFFER: usize = 1024;
 /// locally themselves (`remove_messages`, `remove_conversation`, ...) send nothing: the
 /// application made them.
 ///
-/// The enum is `#[non_exhaustive]`: recalled and edited messages (server §9) and read
-/// markers (§10) become new variants, so a `match` needs a `_ =>` arm.
+/// The enum is `#[non_exhaustive]`: read markers, pins and marks become new variants, so a
+/// `match` needs a `_ =>` arm.
 ///
 /// [`LocalStore::subscribe`]: crate::LocalStore::subscribe
 /// [`Client::events`]: crate::Client::events
@@ -51,6 +51,20 @@ pub enum StoreEvent {
         conversation: ConversationRef,
         /// Their ids, in seq order.
         msg_ids: Vec<String>,
+    },
+    /// Local messages were deleted because their sender recalled them for everybody.
+    MessagesRecalled {
+        /// Their conversation.
+        conversation: ConversationRef,
+        /// Their ids.
+        msg_ids: Vec<String>,
+    },
+    /// Local messages were replaced by their edited content (a higher `edit_version`).
+    MessagesEdited {
+        /// Their conversation.
+        conversation: ConversationRef,
+        /// The messages as they are now, in seq order.
+        messages: Vec<Message>,
     },
     /// [`Client::verify`](crate::Client::verify) found this seq range different from the
     /// server's and replaced the local messages of it with the server's.

@@ -796,6 +796,50 @@ fn apply_change(
             removed.push((seq, msg_id.clone()));
         }
     }
+    // Recalled for everybody: gone, like a removal.
+    let mut recalled = Vec::new();
+    for msg_id in &change.recalled_msg_ids {
+        let gone = tx.execute(
+            "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
+            params![t, id, msg_id],
+        )?;
+        if gone > 0 {
+            recalled.push(msg_id.clone());
+        }
+    }
+    if !recalled.is_empty() {
+        applied.removed_messages += recalled.len();
+        events.push(StoreEvent::MessagesRecalled {
+            conversation: conversation.clone(),
+            msg_ids: recalled,
+        });
+    }
+    // Edited: the held copy is replaced by the current content (never an older version,
+    // since a repeated change may carry one; messages the device does not hold stay out).
+    let mut edited = Vec::new();
+    for m in &change.edited_messages {
+        let held: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT raw FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
+                params![t, id, m.msg_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(held) = held.as_deref().map(decode).transpose()? else {
+            continue;
+        };
+        if held.edit_version < m.edit_version {
+            insert_message(tx, m)?;
+            edited.push(m.clone());
+        }
+    }
+    if !edited.is_empty() {
+        edited.sort_by_key(|m| m.seq);
+        events.push(StoreEvent::MessagesEdited {
+            conversation: conversation.clone(),
+            messages: edited,
+        });
+    }
     if !removed.is_empty() {
         removed.sort();
         applied.removed_messages += removed.len();

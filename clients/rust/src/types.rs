@@ -284,6 +284,10 @@ pub struct ConversationChange {
     pub hidden_through_seq: i64,
     /// Messages hidden from the caller by id since the token (empty in a snapshot).
     pub removed_msg_ids: Vec<String>,
+    /// Messages recalled for everybody since the token (empty in a snapshot).
+    pub recalled_msg_ids: Vec<String>,
+    /// The current content of messages edited since the token (empty in a snapshot).
+    pub edited_messages: Vec<Message>,
     /// GROUP: the caller is a member (always true for PEER).
     pub is_member: bool,
 }
@@ -314,6 +318,12 @@ impl TryFrom<cpb::ConversationChange> for ConversationChange {
             last_seq: c.last_seq,
             hidden_through_seq: c.hidden_through_seq,
             removed_msg_ids: c.removed_msg_ids,
+            recalled_msg_ids: c.recalled_msg_ids,
+            edited_messages: c
+                .edited_messages
+                .into_iter()
+                .map(Message::try_from)
+                .collect::<Result<_, _>>()?,
             is_member: c.is_member,
         };
         if change.listed && change.last_message.is_none() {

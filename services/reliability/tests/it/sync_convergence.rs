@@ -23,6 +23,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use roaming_client::proto::history::v1 as hpb;
 use roaming_client::{
     Client, ConversationRef, ConversationType, Direction, Error, LocalQuery, LocalStore,
     NewMessage, RemovalScope, RetryPolicy,
@@ -63,6 +64,8 @@ fn conversations_of(user: &str) -> Vec<ConversationRef> {
 #[derive(Default)]
 struct Stats {
     appended: AtomicUsize,
+    /// Recalls and edits.
+    changed: AtomicUsize,
     admin_ops: AtomicUsize,
     device_ops: AtomicUsize,
     syncs: AtomicUsize,
@@ -301,7 +304,47 @@ async fn writer(
             })
             .collect();
         match service.append(batch).await {
-            Ok(results) => Stats::add(&stats.appended, results.len()),
+            Ok(results) => {
+                Stats::add(&stats.appended, results.len());
+                // Now and then the sender recalls or edits what was just stored.
+                if rng.random_bool(0.2) {
+                    let m = &results[0].message;
+                    let as_sender = typed(&app, app.token("gateway", true), Some(sender)).await;
+                    let conversation = Some(m.conversation.to_proto());
+                    let result = if rng.random_bool(0.5) {
+                        as_sender
+                            .history()
+                            .recall_message(hpb::RecallMessageRequest {
+                                conversation,
+                                msg_id: m.msg_id.clone(),
+                            })
+                            .await
+                            .map(drop)
+                    } else {
+                        as_sender
+                            .history()
+                            .edit_message(hpb::EditMessageRequest {
+                                conversation,
+                                msg_id: m.msg_id.clone(),
+                                body: format!("edited by {sender}").into_bytes(),
+                                attributes: Default::default(),
+                            })
+                            .await
+                            .map(drop)
+                    };
+                    match result {
+                        Ok(()) => Stats::add(&stats.changed, 1),
+                        // Left the group, purged meanwhile, or recalled by a twin: states a
+                        // recall or an edit may meet.
+                        Err(s)
+                            if matches!(
+                                s.code(),
+                                tonic::Code::PermissionDenied | tonic::Code::NotFound
+                            ) => {}
+                        Err(s) => stats.unexpected(format!("writer {index}: change: {s}")),
+                    }
+                }
+            }
             // The sender left the group meanwhile.
             Err(Error::PermissionDenied(_)) => {}
             Err(e) => stats.unexpected(format!("writer {index}: append: {e}")),
@@ -474,13 +517,14 @@ async fn every_devices_mirror_converges_to_a_fresh_snapshot_and_history() {
     let unexpected = stats.unexpected.lock().unwrap().clone();
     let figures = format!(
         "seed {seed}: {} users, {} devices, {} writer operations ({} messages appended, {} \
-         membership changes and purges), {} device operations ({} syncs with {} changes, {} \
+         recalled or edited, {} membership changes and purges), {} device operations ({} syncs with {} changes, {} \
          rebuilt past retention, {} of them in the final sync, {} verifies refetching {} buckets); \
          load {:.1} s, total {:.1} s",
         USERS.len(),
         finished.len(),
         2 * writer_ops,
         stats.appended.load(Ordering::Relaxed),
+        stats.changed.load(Ordering::Relaxed),
         stats.admin_ops.load(Ordering::Relaxed),
         stats.device_ops.load(Ordering::Relaxed),
         stats.syncs.load(Ordering::Relaxed),
