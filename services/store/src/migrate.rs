@@ -80,7 +80,10 @@ pub async fn run(client: &mut Client) -> Result<usize> {
 
 /// The embedded migrations, for inspection (versions, names, checksums).
 pub fn migrations() -> Vec<Migration> {
-    runner().get_migrations().clone()
+    // In version order: the embedding does not promise one.
+    let mut migrations = runner().get_migrations().clone();
+    migrations.sort_by_key(|m| m.version());
+    migrations
 }
 
 /// Refinery's runner over the embedded files, with its checks spelled out (they are also its
