@@ -34,6 +34,8 @@ pub const DEFAULT_HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Longest a client may take over its TLS handshake (gRPC over TLS): a connection that
 /// opens and then stalls does not hold its place for longer.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 advises no fewer than 100).
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
 fn human(d: Duration) -> HumanDuration {
     d.into()
@@ -299,10 +301,25 @@ pub struct ProtectionArgs {
     /// RESOURCE_EXHAUSTED. Health and reflection are exempt.
     #[arg(long, env = "ROAMING_MAX_CONCURRENT_CALLS", default_value_t = GuardSettings::DEFAULT.max_concurrent_calls, value_parser = at_least_one)]
     pub max_concurrent_calls: usize,
-    /// Longest a call may take to produce its response (a stream's first page); then
-    /// DEADLINE_EXCEEDED. A shorter client deadline always applies.
+    /// Longest a unary call may take until its whole response is out (trailers included),
+    /// and a stream until its first page; then DEADLINE_EXCEEDED and the call's slot is
+    /// freed. A shorter client deadline always applies.
     #[arg(long, env = "ROAMING_REQUEST_TIMEOUT", default_value_t = human(GuardSettings::DEFAULT.request_timeout))]
     pub request_timeout: HumanDuration,
+    /// Most calls in progress per user: a user token's user, or the user a service token
+    /// acts for (x-roaming-user); a service token acting for nobody counts as its `sub`. More
+    /// are refused at once with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ROAMING_MAX_CALLS_PER_USER", default_value_t = GuardSettings::DEFAULT.max_calls_per_user)]
+    pub max_calls_per_user: usize,
+    /// Longest a call's response (a stream's next page, a unary answer) may wait for its
+    /// reader to take anything; then the call is ended with RESOURCE_EXHAUSTED and its slot
+    /// freed. A peer that does not take that status within as long again has its connection
+    /// closed.
+    #[arg(long, env = "ROAMING_STREAM_STALL_TIMEOUT", default_value_t = human(GuardSettings::DEFAULT.stream_stall_timeout))]
+    pub stream_stall_timeout: HumanDuration,
+    /// Most calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, env = "ROAMING_MAX_STREAMS_PER_CONNECTION", default_value_t = DEFAULT_MAX_STREAMS_PER_CONNECTION)]
+    pub max_streams_per_connection: u32,
     /// Largest request message, bytes (bigger: RESOURCE_EXHAUSTED). The default fits a full
     /// append batch of maximal messages.
     #[arg(long, env = "ROAMING_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
@@ -321,6 +338,8 @@ impl ProtectionArgs {
         GuardSettings {
             max_concurrent_calls: self.max_concurrent_calls,
             request_timeout: *self.request_timeout,
+            max_calls_per_user: self.max_calls_per_user,
+            stream_stall_timeout: *self.stream_stall_timeout,
         }
     }
 }

@@ -11,11 +11,12 @@ use roaming_proto::history::v1::history_service_server::{
     self as history_server, HistoryServiceServer,
 };
 use roaming_runtime::auth;
-use roaming_runtime::guard::GuardLayer;
+use roaming_runtime::guard::{GuardLayer, GuardedStream};
 use roaming_store::Store;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
@@ -158,6 +159,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(*config.protection.http2_keepalive))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_connection_age(*config.protection.max_connection_age)
+        .max_concurrent_streams(Some(config.protection.max_streams_per_connection))
         .layer(GuardLayer::new(config.protection.guard()))
         .add_service(health)
         .add_service(reflection_v1)
@@ -168,7 +170,11 @@ pub async fn serve(
             // TCP_NODELAY on every accepted connection (set here: the builder's own setting
             // applies only to listeners it binds itself). Without it Nagle's algorithm holds
             // back small response frames until the client's delayed ACK, ~40 ms a call.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            // Each connection is wrapped so that the guard can close it when its peer holds a
+            // call the server ended and takes nothing (`roaming_runtime::guard::conn`).
+            tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(|accepted| accepted.map(GuardedStream::new)),
             graceful,
         );
     tokio::pin!(server);

@@ -370,13 +370,21 @@ impl Caller {
     }
 }
 
-/// A tonic interceptor that authenticates every request and stores its [`Caller`].
+/// A tonic interceptor that authenticates every request, takes the caller's place in the
+/// per-user quota (into the [`QuotaSlot`](crate::guard::QuotaSlot) the guard layer gave the
+/// call; refused with RESOURCE_EXHAUSTED when the caller has too many calls in progress), and
+/// stores its [`Caller`]. This is the first code that knows who calls; the guard, which runs
+/// before routing, holds the place until the call's response is over (`guard::quota` says
+/// why the work is split so).
 pub fn interceptor(
     auth: std::sync::Arc<Authenticator>,
 ) -> impl Fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
     move |mut request: tonic::Request<()>| {
         let caller = auth.authenticate(request.metadata())?;
         crate::trace::record_caller(&caller);
+        if let Some(slot) = request.extensions().get::<crate::guard::QuotaSlot>() {
+            slot.acquire(&caller)?;
+        }
         request.extensions_mut().insert(caller);
         Ok(request)
     }

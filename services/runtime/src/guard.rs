@@ -1,20 +1,32 @@
-//! The server's guard layer, around every call: admission (a concurrency limit that refuses
-//! excess calls at once with RESOURCE_EXHAUSTED instead of queueing them), a server-side
-//! deadline, the client's deadline (`grpc-timeout`) over the whole call, streams included,
-//! gRPC metrics, the call's span (`crate::trace`), and RESOURCE_EXHAUSTED for over-size
-//! messages.
+//! The server's guard layer, around every call: admission (a concurrency limit and a
+//! per-user quota that refuse excess calls at once with RESOURCE_EXHAUSTED instead of
+//! queueing them), a server-side deadline (over the whole response of a unary call, the first
+//! page of a stream), the client's deadline (`grpc-timeout`) over the whole call, streams
+//! included, a send-stall limit (a response whose reader takes nothing is ended and its slot
+//! freed), gRPC metrics, the call's span (`crate::trace`), and RESOURCE_EXHAUSTED for
+//! over-size messages.
+//!
+//! - `quota`: the per-user quota, and why its permit is taken by the auth interceptor;
+//! - `body`: the response body, the watchdog that ends stalled or overdue calls, and how
+//!   hyper drives a body when the peer's window is 0;
+//! - `conn`: accepted connections the watchdog can close when a peer holds an ended call.
+
+mod body;
+mod conn;
+mod quota;
+
+pub use conn::{ConnectionHandle, GuardedConnection, GuardedStream};
+pub use quota::QuotaSlot;
 
 use crate::metrics as m;
 use crate::trace;
 use http::{HeaderValue, Request, Response};
-use http_body::{Frame, SizeHint};
-use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tracing::{Instrument as _, Span};
@@ -24,8 +36,15 @@ use tracing::{Instrument as _, Span};
 pub struct GuardSettings {
     /// Most calls in progress at once (streams included); more are refused.
     pub max_concurrent_calls: usize,
-    /// Longest a call may take to produce its response (a stream's first page).
+    /// Longest a unary call may take until its whole response (trailers included) is out,
+    /// and a stream until its first page is ready.
     pub request_timeout: Duration,
+    /// Most calls in progress per user (or per service acting for nobody); more are refused.
+    pub max_calls_per_user: usize,
+    /// Longest a response may wait for its reader to take anything before the call is ended
+    /// with RESOURCE_EXHAUSTED; a reader that then does not take the status within as long
+    /// again has its connection closed.
+    pub stream_stall_timeout: Duration,
 }
 
 impl GuardSettings {
@@ -33,6 +52,10 @@ impl GuardSettings {
     pub const DEFAULT: GuardSettings = GuardSettings {
         max_concurrent_calls: 512,
         request_timeout: Duration::from_secs(30),
+        // An eighth of the server for any one token: far more than a user's devices have
+        // in flight, and room for a gateway's concurrent appends.
+        max_calls_per_user: 64,
+        stream_stall_timeout: Duration::from_secs(5),
     };
 }
 
@@ -40,7 +63,9 @@ impl GuardSettings {
 #[derive(Debug, Clone)]
 pub struct GuardLayer {
     permits: Arc<Semaphore>,
+    quota: Arc<quota::Quota>,
     timeout: Duration,
+    stall: Duration,
 }
 
 impl GuardLayer {
@@ -48,7 +73,9 @@ impl GuardLayer {
     pub fn new(settings: GuardSettings) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(settings.max_concurrent_calls)),
+            quota: quota::Quota::new(settings.max_calls_per_user),
             timeout: settings.request_timeout,
+            stall: settings.stream_stall_timeout,
         }
     }
 }
@@ -59,7 +86,9 @@ impl<S> tower::Layer<S> for GuardLayer {
         Guard {
             inner,
             permits: self.permits.clone(),
+            quota: self.quota.clone(),
             timeout: self.timeout,
+            stall: self.stall,
         }
     }
 }
@@ -69,7 +98,9 @@ impl<S> tower::Layer<S> for GuardLayer {
 pub struct Guard<S> {
     inner: S,
     permits: Arc<Semaphore>,
+    quota: Arc<quota::Quota>,
     timeout: Duration,
+    stall: Duration,
 }
 
 /// Health and reflection are never shed: probes must answer under load.
@@ -93,12 +124,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let path = request.uri().path();
         if is_infrastructure(path) {
             return Box::pin(self.inner.call(request));
         }
         let method = trace::rpc_name(path);
+        let streaming = trace::is_server_streaming(path);
         let span = trace::rpc_span(method);
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -114,11 +146,23 @@ where
                 return Box::pin(async move { Ok(status.into_http()) });
             }
         };
+        // The auth interceptor takes the caller's place in the per-user quota into this slot
+        // (see `quota` for why there); the observation below gives it back.
+        let quota = QuotaSlot::new(self.quota.clone());
+        request.extensions_mut().insert(quota.clone());
+        // The connection's handle, for the watchdog; and its addresses where tonic's
+        // `remote_addr` looks for them.
+        let connection = request.extensions().get::<GuardedConnection>().cloned();
+        let connection = connection.map(|c| {
+            request.extensions_mut().insert(c.tcp);
+            c.handle
+        });
         // Swap in a clone: the ready one serves this call (tower's documented pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
         let server_deadline = started + self.timeout;
+        let stall = self.stall;
         // The client's deadline covers the whole call. tonic's own grpc-timeout handling
         // (outside this layer) only bounds the response headers, answers CANCELLED rather
         // than DEADLINE_EXCEEDED, and lets a stream run on past the deadline (a stream blocked
@@ -138,11 +182,12 @@ where
                     span,
                     started,
                     permit: Some(permit),
+                    quota: Some(quota),
                     done: false,
                 };
                 let (until, message) = match client_deadline {
                     Some(d) if d <= server_deadline => (d, CLIENT_DEADLINE_PASSED),
-                    _ => (server_deadline, "the server's request timeout passed"),
+                    _ => (server_deadline, SERVER_DEADLINE_PASSED),
                 };
                 let response = match tokio::time::timeout_at(until, inner.call(request)).await {
                     Ok(Ok(response)) => response,
@@ -156,18 +201,23 @@ where
                 if let Some(code) = parts.headers.get("grpc-status").and_then(code_of) {
                     // Trailers-only response: the call is over.
                     let code = rewrite_caller_faults(&mut parts.headers, code);
+                    if observation.quota.as_ref().is_some_and(QuotaSlot::refused) {
+                        metrics::counter!(m::QUOTA_REFUSED, "method" => method).increment(1);
+                    }
                     observation.finish(code_name(code));
                     return Ok(Response::from_parts(parts, body));
                 }
-                Ok(Response::from_parts(
-                    parts,
-                    Body::new(ObservedBody {
-                        inner: body,
-                        observation,
-                        deadline: client_deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
-                        expired: false,
-                    }),
-                ))
+                // A unary call's whole response is under the server's deadline too: a
+                // response its reader does not take would otherwise hold its slot for as long
+                // as the reader likes. A stream's later pages are bounded by the client's
+                // deadline and the stall limit.
+                let deadline = if streaming {
+                    client_deadline.map(|d| (d, CLIENT_DEADLINE_PASSED))
+                } else {
+                    Some((until, message))
+                };
+                let body = body::observe(body, observation, deadline, stall, connection);
+                Ok(Response::from_parts(parts, body))
             }
             .instrument(call_span),
         )
@@ -180,6 +230,7 @@ where
 const DEADLINE_MARGIN: Duration = Duration::from_millis(2);
 
 const CLIENT_DEADLINE_PASSED: &str = "the call's deadline passed";
+const SERVER_DEADLINE_PASSED: &str = "the server's request timeout passed";
 
 /// A `grpc-timeout` header value: up to 8 digits and a unit (H, M, S, m, u, n).
 fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
@@ -266,13 +317,15 @@ fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// One call being measured; holds its admission permit until the call is over.
+/// One call being measured; holds its admission permit and its quota place until the call
+/// is over.
 struct Observation {
     method: &'static str,
     /// The call's span: the body's polls run inside it, so a stream's later pages log in it.
     span: Span,
     started: Instant,
     permit: Option<OwnedSemaphorePermit>,
+    quota: Option<QuotaSlot>,
     done: bool,
 }
 
@@ -283,6 +336,9 @@ impl Observation {
         }
         self.done = true;
         self.permit = None;
+        if let Some(quota) = self.quota.take() {
+            quota.release();
+        }
         let method = self.method;
         let elapsed = self.started.elapsed();
         metrics::gauge!(m::IN_FLIGHT, "method" => method).decrement(1.0);
@@ -298,96 +354,8 @@ impl Observation {
 
 impl Drop for Observation {
     fn drop(&mut self) {
-        // The body was dropped before its trailers: the client went away.
+        // The call ended before its trailers: the client went away.
         self.finish("Cancelled");
-    }
-}
-
-/// A response body that records the call's status when its trailers pass, and ends the call
-/// with DEADLINE_EXCEEDED when the client's deadline passes first.
-struct ObservedBody {
-    inner: Body,
-    observation: Observation,
-    /// The client's deadline, if it sent one.
-    deadline: Option<Pin<Box<Sleep>>>,
-    /// The deadline passed: the DEADLINE_EXCEEDED trailers went out, the inner body is gone.
-    expired: bool,
-}
-
-impl ObservedBody {
-    /// Drops the inner body (a stream's pending page and its database statement with it:
-    /// the store cancels an abandoned statement) and returns the DEADLINE_EXCEEDED trailers.
-    fn expire(&mut self) -> Frame<bytes::Bytes> {
-        self.inner = Body::empty();
-        self.deadline = None;
-        self.expired = true;
-        self.observation.finish("DeadlineExceeded");
-        let mut trailers = http::HeaderMap::new();
-        trailers.insert(
-            "grpc-status",
-            HeaderValue::from(Code::DeadlineExceeded as i32),
-        );
-        trailers.insert(
-            "grpc-message",
-            HeaderValue::from_static("the call's deadline passed"),
-        );
-        Frame::trailers(trailers)
-    }
-}
-
-impl http_body::Body for ObservedBody {
-    type Data = bytes::Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        if self.expired {
-            return Poll::Ready(None);
-        }
-        let span = self.observation.span.clone();
-        let _entered = span.enter();
-        // A stream that keeps producing past the deadline is cut too, not only a stalled one.
-        let passed = match self.deadline.as_mut() {
-            Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
-            None => false,
-        };
-        if passed {
-            return Poll::Ready(Some(Ok(self.expire())));
-        }
-        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &mut polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_mut() {
-                    // The call is over: the deadline no longer applies.
-                    self.deadline = None;
-                    if let Some(code) = trailers.get("grpc-status").and_then(code_of) {
-                        let code = rewrite_caller_faults(trailers, code);
-                        self.observation.finish(code_name(code));
-                    }
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                self.deadline = None;
-                self.observation.finish("Internal");
-            }
-            Poll::Ready(None) => {
-                self.deadline = None;
-                self.observation.finish("Ok");
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        // Not while the deadline may still add trailers: an early end would lose the status.
-        self.expired || (self.deadline.is_none() && self.inner.is_end_stream())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

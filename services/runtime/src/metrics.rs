@@ -11,6 +11,13 @@ pub const DURATION: &str = "roaming_grpc_request_duration_seconds";
 pub const IN_FLIGHT: &str = "roaming_grpc_in_flight";
 /// Calls refused by the concurrency limit, by method.
 pub const SHED: &str = "roaming_grpc_shed_total";
+/// Calls refused by the per-user quota, by method.
+pub const QUOTA_REFUSED: &str = "roaming_grpc_quota_refused_total";
+/// Calls the guard ended because their reader took nothing for the stall timeout, by method.
+pub const STALLED: &str = "roaming_grpc_stalled_total";
+/// Connections closed because a call the server had ended could not deliver its status (the
+/// peer took nothing for another stall timeout).
+pub const CONNECTIONS_CLOSED: &str = "roaming_connections_closed_total";
 /// Messages stored by AppendMessages (duplicates excluded).
 pub const APPENDED: &str = "roaming_messages_appended_total";
 /// AppendMessages entries that were duplicates of stored messages.

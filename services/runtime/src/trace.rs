@@ -16,9 +16,16 @@ use tracing::field::Empty;
 /// The label of a request path that names no Roaming RPC.
 pub const UNKNOWN_RPC: &str = "unknown";
 
-/// `/<package>.<Service>/<Method>` of every RPC in the contract, to its method name. Built
-/// from the compiled descriptor set, so a new RPC is known without a list to keep in step.
-static RPC_NAMES: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
+/// What the contract says about one RPC.
+#[derive(Debug, Clone, Copy)]
+struct RpcInfo {
+    name: &'static str,
+    server_streaming: bool,
+}
+
+/// `/<package>.<Service>/<Method>` of every RPC in the contract, to its method name and kind.
+/// Built from the compiled descriptor set, so a new RPC is known without a list to keep in step.
+static RPCS: LazyLock<HashMap<String, RpcInfo>> = LazyLock::new(|| {
     let set = prost_types::FileDescriptorSet::decode(roaming_proto::FILE_DESCRIPTOR_SET)
         .expect("the compiled descriptor set decodes");
     let mut names = HashMap::new();
@@ -27,7 +34,11 @@ static RPC_NAMES: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
         for service in &file.service {
             for method in &service.method {
                 let name: &'static str = Box::leak(method.name().to_owned().into_boxed_str());
-                names.insert(format!("/{package}.{}/{name}", service.name()), name);
+                let info = RpcInfo {
+                    name,
+                    server_streaming: method.server_streaming(),
+                };
+                names.insert(format!("/{package}.{}/{name}", service.name()), info);
             }
         }
     }
@@ -38,7 +49,13 @@ static RPC_NAMES: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
 /// [`UNKNOWN_RPC`]. Metric labels and span names come from here only, never from the raw path
 /// (which the client chooses).
 pub fn rpc_name(path: &str) -> &'static str {
-    RPC_NAMES.get(path).copied().unwrap_or(UNKNOWN_RPC)
+    RPCS.get(path).map_or(UNKNOWN_RPC, |rpc| rpc.name)
+}
+
+/// Whether the RPC a request path names answers with a stream of messages (FetchHistory);
+/// unknown paths are not.
+pub fn is_server_streaming(path: &str) -> bool {
+    RPCS.get(path).is_some_and(|rpc| rpc.server_streaming)
 }
 
 /// The span of one call of `rpc`; the other fields are recorded as the call learns them.
@@ -101,5 +118,16 @@ mod tests {
             UNKNOWN_RPC
         );
         assert_eq!(rpc_name(&"/x".repeat(5000)), UNKNOWN_RPC);
+    }
+
+    #[test]
+    fn only_fetch_history_streams() {
+        assert!(is_server_streaming(
+            "/roaming.history.v1.HistoryService/FetchHistory"
+        ));
+        assert!(!is_server_streaming(
+            "/roaming.conversation.v1.ConversationService/ListConversations"
+        ));
+        assert!(!is_server_streaming("/nope/FetchHistory"));
     }
 }

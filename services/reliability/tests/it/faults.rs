@@ -13,7 +13,7 @@
 
 mod cancel;
 mod frozen;
-mod overload;
+pub(crate) mod overload;
 pub(crate) mod pg;
 mod restart;
 mod shutdown;

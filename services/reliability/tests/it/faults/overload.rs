@@ -167,7 +167,7 @@ fn runtime(name: &str, threads: usize) -> tokio::runtime::Runtime {
 /// Sets the scheduling priority (`nice`) of this process's threads named `name` (the
 /// kernel's 15-character `comm`); returns how many. Best effort (a raised priority needs
 /// root): without it the figures are only less sharp.
-fn renice_threads(name: &str, nice: i32) -> usize {
+pub(crate) fn renice_threads(name: &str, nice: i32) -> usize {
     let mut tids = Vec::new();
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for task in tasks.flatten() {

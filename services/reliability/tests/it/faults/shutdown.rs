@@ -52,6 +52,8 @@ pub async fn scenario() {
     let drain = pick(Duration::from_secs(3), Duration::from_secs(10));
     let mut config = server_config();
     config.drain_timeout = drain.into();
+    // Every stream and caller is alice: more calls than one user's quota.
+    config.protection.max_calls_per_user = streams + unary_workers + 16;
     let pg = OwnPg::start();
     let mut server = Server::start(&pg.url("roaming"), &config).await;
 
