@@ -110,10 +110,9 @@ async fn reflection_lists_the_public_services_in_both_versions() {
 #[tokio::test]
 async fn shutdown_reports_not_serving_and_ends_open_streams_with_unavailable() {
     let mut app = TestApp::spawn().await;
-    // A slow reader: a stream of 60 one-message pages of 60 KB each that it does not drain.
-    // 3.6 MB is more than the client's stream window (2 MB) and the server's send buffer
-    // together, so the stream cannot run to its end before shutdown, however loaded the
-    // machine: it waits for the reader, and only the shutdown can end it.
+    // A stream of 60 one-message pages of 60 KB that the reader does not drain: 3.6 MB is more
+    // than the client's stream window (2 MB) and the server's send buffer together, so some
+    // pages are still to be read from the database when shutdown begins.
     let body = "x".repeat(60_000);
     for i in 0..60 {
         app.peer("alice", "bob", &format!("m{i}{body}")).await;
@@ -131,6 +130,13 @@ async fn shutdown_reports_not_serving_and_ends_open_streams_with_unavailable() {
         .unwrap()
         .into_inner();
     assert!(stream.message().await.unwrap().is_some());
+    // Those pages wait on a lock until the server ends the stream: however fast the reader
+    // drains what was sent, the stream cannot reach its end before shutdown ends it.
+    let blocker = app.sql().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
 
     let channel = tonic::transport::Endpoint::from_shared(app.endpoint.clone())
         .unwrap()
