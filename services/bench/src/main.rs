@@ -3,10 +3,12 @@
 //! One run: a fresh database on the local PostgreSQL; the server in a child process on
 //! `127.0.0.1:0`; synthetic data loaded by COPY in stages of growing size; at each stage the
 //! history-page probe, and at the top stage every scenario at every concurrency, each through
-//! the client and as its ceiling (the store's SQL issued directly, or the raw INSERT); then
-//! JSON, markdown and SVG, and the database is dropped. Everything is loopback and bounded in
+//! the client and as its ceiling (the store's SQL issued directly, or the raw INSERT); the
+//! change feed and the filtered page against a history page measured in the same cell
+//! (`feed.rs`); then JSON, markdown and SVG, and the database is dropped. Everything is loopback and bounded in
 //! time and requests. See `services/bench/docs/results.md`.
 
+mod feed;
 mod load;
 mod procfs;
 mod report;
@@ -18,9 +20,10 @@ mod shape;
 use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::FutureExt as _;
 use report::{Cell, Report, Stage};
 use roaming_client::Client;
-use runner::{Bounds, Measured, Op, Probes};
+use runner::{Bounds, Done, Drive, Measured, Op, Probes};
 use scenarios::{Ctx, Read, Workload, Write};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -135,6 +138,9 @@ struct Settings {
     args: RunArgs,
     stages: Vec<u64>,
     bounds: Bounds,
+    /// Bounds of the change-feed and filtered-page cells: `bounds`, or shorter with --quick
+    /// (unless --warmup / --duration say otherwise), so they add only seconds to CI's run.
+    feed_bounds: Bounds,
     anchors: usize,
 }
 
@@ -174,11 +180,25 @@ impl Settings {
                 .max_requests
                 .unwrap_or(if quick { 20_000 } else { 200_000 }),
         };
+        // With --quick: no warm-up, so that even a call longer than the window (a snapshot of
+        // 1,000 conversations at C=16) is measured once per worker.
+        let feed_bounds = Bounds {
+            warmup: args
+                .warmup
+                .unwrap_or(if quick { Duration::ZERO } else { bounds.warmup }),
+            duration: args.duration.unwrap_or(if quick {
+                Duration::from_millis(50)
+            } else {
+                bounds.duration
+            }),
+            max_requests: bounds.max_requests,
+        };
         let anchors = args.anchors.unwrap_or(if quick { 5_000 } else { 20_000 });
         Ok(Self {
             args,
             stages,
             bounds,
+            feed_bounds,
             anchors,
         })
     }
@@ -202,6 +222,20 @@ impl Settings {
         );
         c.insert("warmup".into(), format!("{:?}", self.bounds.warmup));
         c.insert("duration".into(), format!("{:?}", self.bounds.duration));
+        c.insert(
+            "feed_cells".into(),
+            format!(
+                "warmup {:?}, duration {:?}{}",
+                self.feed_bounds.warmup,
+                self.feed_bounds.duration,
+                if self.args.quick {
+                    ", no store-API figure, no per-stage probe, the 1,000-conversation \
+                     snapshot at C=1 only (--quick)"
+                } else {
+                    ""
+                }
+            ),
+        );
         c.insert("max_requests".into(), self.bounds.max_requests.to_string());
         c.insert("pool_size".into(), self.args.pool_size.to_string());
         c.insert("anchors".into(), self.anchors.to_string());
@@ -364,14 +398,43 @@ impl Bench<'_> {
         after_ceiling: Option<Arc<Mutex<scenarios::Touched>>>,
     ) -> anyhow::Result<()> {
         let bounds = self.settings.bounds;
-        let service = runner::run(concurrency, bounds, &self.probes, service).await;
+        self.cell_with(
+            scenario,
+            kind,
+            concurrency,
+            stored,
+            bounds,
+            Drive::closed(service),
+            ceiling.map(|(op, is)| (Drive::closed(op), is)),
+            store_api.map(Drive::closed),
+            after_ceiling,
+        )
+        .await
+    }
+
+    /// One cell: the service, then the store's API, then the ceiling, one after the other
+    /// with the same concurrency and bounds.
+    #[allow(clippy::too_many_arguments)]
+    async fn cell_with(
+        &mut self,
+        scenario: &str,
+        kind: &'static str,
+        concurrency: usize,
+        stored: u64,
+        bounds: Bounds,
+        service: Drive,
+        ceiling: Option<(Drive, &'static str)>,
+        store_api: Option<Drive>,
+        after_ceiling: Option<Arc<Mutex<scenarios::Touched>>>,
+    ) -> anyhow::Result<()> {
+        let service = runner::measure(concurrency, bounds, &self.probes, service).await;
         let store_sql = match store_api {
-            Some(op) => Some(runner::run(concurrency, bounds, &self.probes, op).await),
+            Some(drive) => Some(runner::measure(concurrency, bounds, &self.probes, drive).await),
             None => None,
         };
         let (ceiling, ceiling_is) = match ceiling {
-            Some((op, is)) => (
-                Some(runner::run(concurrency, bounds, &self.probes, op).await),
+            Some((drive, is)) => (
+                Some(runner::measure(concurrency, bounds, &self.probes, drive).await),
                 is,
             ),
             None => (None, ""),
@@ -409,6 +472,85 @@ impl Bench<'_> {
         });
         Ok(())
     }
+
+    /// The cells of change-feed scenario `sync` for feed set `set` at each of `levels`.
+    async fn feed_cells(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        sync: feed::SyncCall,
+        set: usize,
+        levels: &[usize],
+        stored: u64,
+    ) -> anyhow::Result<()> {
+        let Some(n) = ctx
+            .feed
+            .as_ref()
+            .and_then(|f| f.sets.get(set))
+            .map(|s| s.conversations)
+        else {
+            return Ok(());
+        };
+        let scenario = sync.name(n);
+        if !self.settings.wants(&scenario) {
+            return Ok(());
+        }
+        let page = ctx.service_read(scenarios::Read::Page {
+            size: 50,
+            backward: true,
+        });
+        let quick = self.settings.args.quick;
+        for &c in levels {
+            // --quick keeps to seconds: a snapshot of 1,000 conversations takes about a
+            // second at C=1 on this machine (see results.md), so only C=1 runs it.
+            if quick && sync == feed::SyncCall::Snapshot && n >= 1_000 && c > 1 {
+                continue;
+            }
+            let (service, store_api, ceiling, ceiling_is) = match sync {
+                feed::SyncCall::Snapshot => (
+                    Drive::closed(ctx.feed_service(sync, set)),
+                    Drive::closed(ctx.feed_store(sync, set)),
+                    Drive::closed(page.clone()),
+                    report::PAGE_REFERENCE,
+                ),
+                feed::SyncCall::Empty => (
+                    Drive::closed(ctx.feed_service(sync, set))
+                        .with_setup(ctx.feed_refresh(set, false)),
+                    Drive::closed(ctx.feed_store(sync, set))
+                        .with_setup(ctx.feed_refresh(set, true)),
+                    Drive::closed(page.clone()),
+                    report::PAGE_REFERENCE,
+                ),
+                feed::SyncCall::Changes => (
+                    Drive::phased(ctx.feed_changes(set), ctx.feed_service(sync, set))
+                        .with_setup(ctx.feed_refresh(set, false)),
+                    Drive::phased(ctx.feed_changes(set), ctx.feed_store(sync, set))
+                        .with_setup(ctx.feed_refresh(set, true)),
+                    Drive::phased(idle(), page.clone()),
+                    report::PAGE_REFERENCE_PHASED,
+                ),
+            };
+            let bounds = self.settings.feed_bounds;
+            let store_api = (!self.settings.args.quick).then_some(store_api);
+            self.cell_with(
+                &scenario,
+                report::VS_PAGE,
+                c,
+                stored,
+                bounds,
+                service,
+                Some((ceiling, ceiling_is)),
+                store_api,
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// An operation that does nothing (the untimed phase of a reference measured in rounds).
+fn idle() -> Op {
+    Arc::new(|_, _| async { Ok(Done::items(0)) }.boxed())
 }
 
 fn print_cell(
@@ -524,6 +666,17 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
     let show_progress = !settings.args.no_progress;
     let mut stored = 0u64;
     let conc = &settings.args.concurrency;
+    // The change feed's and the filtered page's cells run at the levels up to 16; each
+    // feed worker syncs a user of its own.
+    let feed_levels: Vec<usize> = conc.iter().copied().filter(|&c| c <= 16).collect();
+    let wants_feed = feed::FEED_SIZES.iter().any(|&n| {
+        feed::SyncCall::ALL
+            .iter()
+            .any(|s| settings.wants(&s.name(n)))
+    });
+    let mut feed: Option<Arc<feed::Feed>> = None;
+    let mut feed_load: Option<feed::FeedLoad> = None;
+    let mut rare_report: Option<report::RareReport> = None;
 
     for (i, &target) in settings.stages.iter().enumerate() {
         let budget = target - stored;
@@ -560,6 +713,39 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
             .sample_anchors(&admin, settings.anchors, settings.args.seed ^ i as u64)
             .await?;
         workload = Arc::new(grown);
+        if i == 0 && wants_feed && !feed_levels.is_empty() {
+            let users = feed_levels.iter().copied().max().unwrap_or(1);
+            let plan = feed::Feed::plan(users, scenarios::now_ms());
+            let loaded = feed::load(&admin, &plan).await?;
+            println!(
+                "  change-feed users: {} per size {:?}, {} conversations, {} messages, {:.1} s",
+                loaded.users_per_size,
+                loaded.sizes,
+                loaded.conversations,
+                loaded.messages,
+                loaded.secs
+            );
+            feed = Some(Arc::new(plan));
+            feed_load = Some(loaded);
+        }
+        let top = i + 1 == settings.stages.len();
+        let rare = if top && settings.wants(scenarios::FILTERED) && !feed_levels.is_empty() {
+            let rare = scenarios::plant_rare(&admin, &workload).await?;
+            let t = &workload.targets[rare.target as usize];
+            println!(
+                "  planted {} {:?} messages in {} ({} messages)",
+                rare.count, rare.kind, t.key, rare.messages
+            );
+            rare_report = Some(report::RareReport {
+                conversation: t.key.clone(),
+                messages: rare.messages,
+                kind: format!("{:?}", rare.kind).to_uppercase(),
+                count: rare.count,
+            });
+            Some(rare)
+        } else {
+            None
+        };
         let sizes = admin
             .query_one(
                 "SELECT pg_total_relation_size('messages'), pg_database_size(current_database())",
@@ -581,8 +767,9 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
             seed: settings.args.seed ^ (i as u64) << 20,
             nonce: nonce.clone(),
             ids: std::sync::atomic::AtomicU64::new((i as u64) << 40),
+            feed: feed.clone(),
+            rare,
         });
-        let top = i + 1 == settings.stages.len();
         let reads: Vec<Read> = if top {
             vec![
                 Read::Page {
@@ -650,6 +837,43 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
                     .await?;
             }
         }
+        // The change feed: at every stage the empty delta of the biggest set (does it grow
+        // with the stored messages?; not with --quick); at the top stage every scenario of
+        // every set.
+        if let Some(f) = &feed {
+            for set in 0..f.sets.len() {
+                for sync in feed::SyncCall::ALL {
+                    let probe = sync == feed::SyncCall::Empty
+                        && set + 1 == f.sets.len()
+                        && !settings.args.quick;
+                    if top || probe {
+                        bench
+                            .feed_cells(&ctx, sync, set, &feed_levels, stored)
+                            .await?;
+                    }
+                }
+            }
+        }
+        if ctx.rare.is_some() {
+            for &c in &feed_levels {
+                bench
+                    .cell_with(
+                        scenarios::FILTERED,
+                        report::VS_PAGE,
+                        c,
+                        stored,
+                        settings.feed_bounds,
+                        Drive::closed(ctx.service_filtered(true)),
+                        Some((
+                            Drive::closed(ctx.service_filtered(false)),
+                            report::UNFILTERED_REFERENCE,
+                        )),
+                        (!settings.args.quick).then(|| Drive::closed(ctx.store_filtered())),
+                        None,
+                    )
+                    .await?;
+            }
+        }
         if top {
             let mut cell_no = 0u32;
             for write in [Write::Single, Write::Batch, Write::BatchSpread] {
@@ -689,7 +913,12 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
 
     let peak = procfs::memory(server.pid).hwm as f64 / (1024.0 * 1024.0);
     server.stop().await?;
-    let verdicts = report::verdicts(&bench.cells, &stages, peak);
+    let mut verdicts = report::verdicts(&bench.cells, &stages, peak);
+    verdicts.extend(report::feed_verdicts(
+        &bench.cells,
+        &stages,
+        rare_report.as_ref(),
+    ));
     let report = Report {
         date,
         started,
@@ -703,6 +932,8 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
         wall_secs: wall.elapsed().as_secs_f64(),
         loadavg: (load_start, procfs::loadavg()),
         verdicts,
+        feed: feed_load,
+        rare: rare_report,
     };
     let out = &settings.args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

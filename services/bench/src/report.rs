@@ -61,6 +61,38 @@ pub const STORE_SQL_AS_ISSUED: &str = "the store's statements issued directly as
      issued them then (reads: the view and anchor lookups unprepared, the page prepared; \
      writes: BEGIN, lock, duplicate check, bump + INSERT, COMMIT, prepared)";
 
+/// The kind of the cells whose reference ("ceiling") is a history page through the service,
+/// measured in the same cell: the change feed and the filtered page. Their ratio is calls/s ÷
+/// the reference's calls/s; its inverse is what one call costs, in reference pages.
+pub const VS_PAGE: &str = "vs_page";
+
+/// The reference of a change-feed cell.
+pub const PAGE_REFERENCE: &str = "one history page of 50 through the service (FetchHistory, \
+     backward from a random anchor over all stored messages), same stage and concurrency";
+
+/// The reference of a change-feed cell measured in rounds.
+pub const PAGE_REFERENCE_PHASED: &str = "one history page of 50 through the service \
+     (FetchHistory, backward from a random anchor over all stored messages), same stage and \
+     concurrency, measured in the same rounds (every worker's call, then the next round; no \
+     untimed phase)";
+
+/// The reference of the filtered page.
+pub const UNFILTERED_REFERENCE: &str = "the unfiltered newest page of 50 of the same \
+     conversation through the service, same concurrency";
+
+/// The rare-type messages behind the filtered page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RareReport {
+    /// The conversation (the biggest loaded).
+    pub conversation: String,
+    /// Its messages.
+    pub messages: u64,
+    /// The planted type (one the loader never writes).
+    pub kind: String,
+    /// How many of them its reader sees.
+    pub count: u64,
+}
+
 /// One load stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stage {
@@ -112,6 +144,12 @@ pub struct Report {
     pub loadavg: (f64, f64),
     /// Targets.
     pub verdicts: Vec<Verdict>,
+    /// The change feed's users, seeded after the first stage (absent in earlier runs).
+    #[serde(default)]
+    pub feed: Option<crate::feed::FeedLoad>,
+    /// The rare-type messages of the filtered page (absent in earlier runs).
+    #[serde(default)]
+    pub rare: Option<RareReport>,
 }
 
 fn find<'a>(cells: &'a [Cell], scenario: &str, c: usize, stored: Option<u64>) -> Option<&'a Cell> {
@@ -319,6 +357,200 @@ pub fn verdicts(cells: &[Cell], stages: &[Stage], server_peak_rss_mb: f64) -> Ve
     out
 }
 
+/// What one call of a [`VS_PAGE`] cell costs, in reference calls (reference calls/s ÷ calls/s).
+pub fn cost(c: &Cell) -> Option<f64> {
+    c.ratio.filter(|r| *r > 0.0).map(|r| 1.0 / r)
+}
+
+/// The cost target of a [`VS_PAGE`] scenario, in reference pages.
+pub fn cost_target(scenario: &str) -> Option<f64> {
+    if scenario.starts_with("sync_delta_empty_") {
+        Some(1.0)
+    } else if scenario.starts_with("sync_delta_") || scenario == crate::scenarios::FILTERED {
+        Some(2.0)
+    } else {
+        None
+    }
+}
+
+/// "C=16: 812 vs 1007 /s → 1.24 pages (p50 …)" for a [`VS_PAGE`] cell.
+fn cost_line(x: &Cell) -> Option<(f64, String)> {
+    let ceiling = x.ceiling.as_ref()?;
+    let cost = cost(x)?;
+    let errors = match x.service.errors + ceiling.errors {
+        0 => String::new(),
+        n => format!(", {n} errors"),
+    };
+    Some((
+        cost,
+        format!(
+            "C={}: {} vs {} calls/s → {cost:.2} (p50 {} vs {} ms, p99 {} vs {} ms{errors})",
+            x.concurrency,
+            rate(x.service.ops_per_sec),
+            rate(ceiling.ops_per_sec),
+            ms(x.service.latency.p50_ms),
+            ms(ceiling.latency.p50_ms),
+            ms(x.service.latency.p99_ms),
+            ms(ceiling.latency.p99_ms),
+        ),
+    ))
+}
+
+fn has_errors(x: &Cell) -> bool {
+    x.service.errors > 0 || x.ceiling.as_ref().is_some_and(|c| c.errors > 0)
+}
+
+/// Judges the change feed's and the filtered page's targets (none of them asserted).
+pub fn feed_verdicts(cells: &[Cell], stages: &[Stage], rare: Option<&RareReport>) -> Vec<Verdict> {
+    let top = stages.last().map_or(0, |s| s.stored_messages);
+    let mut out = Vec::new();
+    let sizes = crate::feed::FEED_SIZES;
+    let levels = [1, 16];
+
+    // Cost in reference pages, at or below a bound, for each scenario and concurrency.
+    let mut cost_verdict = |target: String, scenarios: Vec<String>, bound: f64| {
+        let mut parts = Vec::new();
+        let mut met: Option<bool> = None;
+        let mut clean = true;
+        for scenario in &scenarios {
+            for c in levels {
+                let Some(x) = find(cells, scenario, c, Some(top)) else {
+                    continue;
+                };
+                let Some((cost, line)) = cost_line(x) else {
+                    continue;
+                };
+                parts.push(format!("{scenario} {line}"));
+                clean &= !has_errors(x);
+                met = Some(met.unwrap_or(true) && cost <= bound);
+            }
+        }
+        out.push(Verdict {
+            target,
+            measured: parts.join("; "),
+            met: met.filter(|_| clean),
+        });
+    };
+    cost_verdict(
+        "change feed: an empty delta costs no more than one history page of 50 (reference \
+         calls/s ÷ delta calls/s ≤ 1, same cell)"
+            .into(),
+        sizes
+            .iter()
+            .map(|&n| crate::feed::SyncCall::Empty.name(n))
+            .collect(),
+        1.0,
+    );
+    cost_verdict(
+        format!(
+            "change feed: a delta after {} changes costs no more than 2 history pages of 50 (≤ 2)",
+            crate::feed::CHANGES
+        ),
+        sizes
+            .iter()
+            .map(|&n| crate::feed::SyncCall::Changes.name(n))
+            .collect(),
+        2.0,
+    );
+    let what = rare.map_or_else(
+        || "a rare type".to_owned(),
+        |r| {
+            format!(
+                "{} {} messages among {}",
+                r.count,
+                r.kind,
+                human(r.messages)
+            )
+        },
+    );
+    cost_verdict(
+        format!(
+            "filtered page ({what}, newest first) costs no more than 2 × an unfiltered page of \
+             50 of the same conversation (≤ 2)"
+        ),
+        vec![crate::scenarios::FILTERED.to_owned()],
+        2.0,
+    );
+
+    // The empty delta's cost against the number of conversations.
+    let (small, big) = (
+        crate::feed::SyncCall::Empty.name(sizes[0]),
+        crate::feed::SyncCall::Empty.name(sizes[sizes.len() - 1]),
+    );
+    let mut parts = Vec::new();
+    let mut met: Option<bool> = None;
+    for c in levels {
+        let (Some(a), Some(b)) = (
+            find(cells, &small, c, Some(top)),
+            find(cells, &big, c, Some(top)),
+        ) else {
+            continue;
+        };
+        let r50 = b.service.latency.p50_ms / a.service.latency.p50_ms.max(1e-9);
+        let rr = a.service.ops_per_sec / b.service.ops_per_sec.max(1e-9);
+        parts.push(format!(
+            "C={c}: p50 {} → {} ms (×{r50:.2}), calls/s {} → {} (×{rr:.2} the time)",
+            ms(a.service.latency.p50_ms),
+            ms(b.service.latency.p50_ms),
+            rate(a.service.ops_per_sec),
+            rate(b.service.ops_per_sec)
+        ));
+        met = Some(met.unwrap_or(true) && r50 <= 1.2 && !has_errors(a) && !has_errors(b));
+    }
+    out.push(Verdict {
+        target: format!(
+            "change feed: the empty delta does not grow from {} to {} conversations (p50 ≤ 1.2 ×)",
+            sizes[0],
+            sizes[sizes.len() - 1]
+        ),
+        measured: parts.join("; "),
+        met,
+    });
+
+    // The empty delta's cost against the stored messages.
+    let first = stages.first().map_or(0, |s| s.stored_messages);
+    let mut parts = Vec::new();
+    let mut met: Option<bool> = None;
+    for c in levels {
+        let (Some(a), Some(b)) = (
+            find(cells, &big, c, Some(first)),
+            find(cells, &big, c, Some(top)),
+        ) else {
+            continue;
+        };
+        if first == top {
+            break;
+        }
+        let r50 = b.service.latency.p50_ms / a.service.latency.p50_ms.max(1e-9);
+        let cost_a = cost(a).unwrap_or(0.0);
+        let cost_b = cost(b).unwrap_or(0.0);
+        parts.push(format!(
+            "C={c}: p50 {} → {} ms (×{r50:.2}) from {} to {} stored; in pages {cost_a:.2} → {cost_b:.2}",
+            ms(a.service.latency.p50_ms),
+            ms(b.service.latency.p50_ms),
+            human(first),
+            human(top)
+        ));
+        met = Some(met.unwrap_or(true) && r50 <= 1.2 && !has_errors(a) && !has_errors(b));
+    }
+    if parts.is_empty() {
+        parts.push(
+            "(judged when the empty delta is probed at the first and the top stage; not with \
+             --quick)"
+                .to_owned(),
+        );
+    }
+    out.push(Verdict {
+        target: format!(
+            "change feed: the empty delta ({big}) does not grow with the stored messages (p50 at \
+             the top stage ≤ 1.2 × at the first)"
+        ),
+        measured: parts.join("; "),
+        met,
+    });
+    out
+}
+
 /// The markdown page of a run: settings, stages, the table, the verdicts.
 pub fn markdown(r: &Report, svg_name: &str) -> String {
     let mut s = String::new();
@@ -367,6 +599,37 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
             st.load.vacuum_secs,
             st.messages_table_bytes as f64 / 1e6,
             st.database_bytes as f64 / 1e6
+        );
+    }
+
+    if let Some(f) = &r.feed {
+        let sizes: Vec<String> = f
+            .sizes
+            .iter()
+            .map(|(n, g)| format!("{} ({} GROUPs)", human(*n as u64), g))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nChange-feed users (seeded by COPY after the first stage, not counted in `stored`): \
+             {} per size with {} conversations; {} conversations, {} `user_conversations` rows, \
+             {} messages, {:.1} s with `VACUUM (ANALYZE)`.",
+            f.users_per_size,
+            sizes.join(" and "),
+            f.conversations,
+            f.user_conversations,
+            f.messages,
+            f.secs
+        );
+    }
+    if let Some(rare) = &r.rare {
+        let _ = writeln!(
+            s,
+            "\nFiltered page: {} messages of `{}` (the biggest conversation, {} messages) were \
+             turned into {}, a type the loader never writes.",
+            rare.count,
+            rare.conversation,
+            human(rare.messages),
+            rare.kind
         );
     }
 
@@ -422,7 +685,11 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
         s,
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    for c in r.cells.iter().filter(|c| c.stored_messages == top) {
+    for c in r
+        .cells
+        .iter()
+        .filter(|c| c.stored_messages == top && c.kind != VS_PAGE)
+    {
         let svc = Cell::rate(&c.kind, &c.service);
         let (ceil, c50, c99) = match &c.ceiling {
             Some(m) => (
@@ -454,7 +721,13 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
         );
     }
 
-    let with_store_sql: Vec<&Cell> = r.cells.iter().filter(|c| c.store_sql.is_some()).collect();
+    vs_page_table(r, &mut s);
+
+    let with_store_sql: Vec<&Cell> = r
+        .cells
+        .iter()
+        .filter(|c| c.store_sql.is_some() && c.kind != VS_PAGE)
+        .collect();
     if !with_store_sql.is_empty() {
         let what = match with_store_sql[0].store_is.as_str() {
             "" => STORE_SQL_AS_ISSUED,
@@ -545,8 +818,120 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
     s
 }
 
-/// The chart's size in pixels.
+/// The change feed's and the filtered page's table: each cell beside its reference.
+fn vs_page_table(r: &Report, s: &mut String) {
+    let cells: Vec<&Cell> = r.cells.iter().filter(|c| c.kind == VS_PAGE).collect();
+    if cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n### Change feed and filtered page, against a history page\n"
+    );
+    let _ = writeln!(
+        s,
+        "Each call (a snapshot: the whole stream, every page) through the service, beside its \
+         reference measured in the same cell: for the change feed, one history page of 50 \
+         (FetchHistory, backward from a random anchor); for the filtered page, the unfiltered \
+         newest page of 50 of the same conversation. `cost` = reference calls/s ÷ calls/s: \
+         what one call costs in reference pages at that concurrency (target: empty delta ≤ 1, \
+         delta after {} changes ≤ 2, filtered page ≤ 2). The delta after {} changes is \
+         measured in rounds — every worker's {} single-message appends (untimed), then every \
+         worker's delta (timed) — and so is its reference; its CPU columns include the \
+         appends. `changes/call`: changes (feed) or messages (page) per call. `store API`: the \
+         same calls through `roaming_store::Store` in the bench process (`sync_page` page after \
+         page, `fetch_page`), without gRPC, the server and the client.\n",
+        crate::feed::CHANGES,
+        crate::feed::CHANGES,
+        crate::feed::CHANGES
+    );
+    let _ = writeln!(
+        s,
+        "| scenario | stored | C | calls/s | p50 | p99 | p999 | changes/call | reference calls/s | ref p50 | ref p99 | cost | target | store API calls/s | store p50 | server CPU % | PG CPU % | other CPU % | errors |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for c in cells {
+        let (cr, c50, c99, cerr) = c.ceiling.as_ref().map_or(
+            ("–".to_owned(), "–".to_owned(), "–".to_owned(), 0),
+            |m| {
+                (
+                    rate(m.ops_per_sec),
+                    ms(m.latency.p50_ms),
+                    ms(m.latency.p99_ms),
+                    m.errors,
+                )
+            },
+        );
+        let per_call = c.service.items_per_sec / c.service.ops_per_sec.max(1e-9);
+        let verdict = match (cost(c), cost_target(&c.scenario)) {
+            (Some(x), Some(t)) if x <= t => format!("≤ {t} met"),
+            (Some(_), Some(t)) => format!("≤ {t} **missed**"),
+            _ => "–".to_owned(),
+        };
+        let (store_rate, store_p50) = c
+            .store_sql
+            .as_ref()
+            .map_or(("–".to_owned(), "–".to_owned()), |m| {
+                (rate(m.ops_per_sec), ms(m.latency.p50_ms))
+            });
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
+            c.scenario,
+            human(c.stored_messages),
+            c.concurrency,
+            rate(c.service.ops_per_sec),
+            ms(c.service.latency.p50_ms),
+            ms(c.service.latency.p99_ms),
+            ms(c.service.latency.p999_ms),
+            per_call,
+            cr,
+            c50,
+            c99,
+            cost(c).map_or("–".to_owned(), |x| format!("{x:.2}")),
+            verdict,
+            store_rate,
+            store_p50,
+            c.service.server_cpu_pct,
+            c.service.postgres_cpu_pct,
+            c.service.other_cpu_pct,
+            if cerr > 0 {
+                format!("{} (reference {cerr})", c.service.errors)
+            } else {
+                c.service.errors.to_string()
+            }
+        );
+    }
+}
+
+/// The chart's size in pixels without the change feed's panel.
 const CHART: (u32, u32) = (1100, 540);
+
+/// Height of the upper panels when the change feed's panel follows.
+const UPPER: u32 = 520;
+
+/// Pixels per bar of the change feed's panel.
+const COST_ROW: u32 = 24;
+
+/// The [`VS_PAGE`] cells of the top stage, in run order.
+fn vs_page_rows(r: &Report) -> Vec<&Cell> {
+    let top = r.stages.last().map_or(0, |s| s.stored_messages);
+    r.cells
+        .iter()
+        .filter(|c| c.kind == VS_PAGE && c.stored_messages == top && cost(c).is_some())
+        .collect()
+}
+
+/// The chart's size for `r`.
+fn chart_size(r: &Report) -> (u32, u32) {
+    match vs_page_rows(r).len() {
+        0 => CHART,
+        n => (CHART.0, UPPER + 64 + COST_ROW * n as u32 + 30 + 30),
+    }
+}
 
 /// Fonts the SVG names; whatever renders it picks one. The chart never loads a font: plotters
 /// (without its font features) estimates text extents from the character count.
@@ -558,6 +943,7 @@ const CEILING_C1: RGBColor = RGBColor(0xc0, 0x58, 0x0a);
 const CEILING_C16: RGBColor = RGBColor(0xf2, 0xa6, 0x5a);
 const WRITE: RGBColor = RGBColor(0x2a, 0x9d, 0x5b);
 const TARGET: RGBColor = RGBColor(0xcc, 0x00, 0x00);
+const MISSED: RGBColor = RGBColor(0xe8, 0x70, 0x70);
 const FRAME: RGBColor = RGBColor(0x99, 0x99, 0x99);
 const GRID: RGBColor = RGBColor(0xe6, 0xe6, 0xe6);
 const NOTE: RGBColor = RGBColor(0x44, 0x44, 0x44);
@@ -669,16 +1055,18 @@ fn title(root: &Area, x: i32, title: &str, subtitle: &str) -> anyhow::Result<()>
 pub fn svg(r: &Report) -> anyhow::Result<String> {
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, CHART).into_drawing_area();
+        let size = chart_size(r);
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
         root.fill(&WHITE)?;
         latency_panel(r, &root)?;
         ratio_panel(r, &root)?;
+        cost_panel(r, &root)?;
         root.draw(&Text::new(
             format!(
                 "{} · {} × {} · {}",
                 r.date, r.machine.nproc, r.machine.cpu_model, r.command
             ),
-            (30, CHART.1 as i32 - 22),
+            (30, size.1 as i32 - 22),
             text(11.0, &RGBColor(0x55, 0x55, 0x55)),
         ))?;
         root.present()?;
@@ -817,6 +1205,7 @@ fn ratio_panel(r: &Report, root: &Area) -> anyhow::Result<()> {
         .cells
         .iter()
         .filter(|c| c.stored_messages == top && c.concurrency == 16 && c.ceiling.is_some())
+        .filter(|c| c.kind != VS_PAGE)
         .collect();
     if rows.is_empty() {
         return Ok(());
@@ -901,6 +1290,121 @@ fn ratio_panel(r: &Report, root: &Area) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bottom panel (when the run has them): what one change-feed or filtered-page call costs in
+/// reference pages, per scenario and concurrency at the top stage, log scale, with each
+/// scenario's target.
+fn cost_panel(r: &Report, root: &Area) -> anyhow::Result<()> {
+    let rows = vs_page_rows(r);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let top = r.stages.last().map_or(0, |s| s.stored_messages);
+    let y0 = UPPER as i32;
+    root.draw(&Text::new(
+        format!(
+            "Change feed and filtered page: one call's cost in reference pages, {} stored",
+            human(top)
+        ),
+        (30, y0 + 10),
+        bold(14.0),
+    ))?;
+    root.draw(&Text::new(
+        "reference calls/s ÷ calls/s, same cell (feed: a history page of 50; filtered: the \
+         unfiltered page of 50); log scale; black tick: the target (green: met, red: missed)",
+        (30, y0 + 28),
+        text(12.0, &NOTE),
+    ))?;
+    let costs: Vec<f64> = rows.iter().filter_map(|c| cost(c)).collect();
+    let hi = costs.iter().copied().fold(10.0, f64::max);
+    let x_hi = 10f64.powf(hi.log10().ceil());
+    let lo = costs.iter().copied().fold(1.0, f64::min);
+    let x_lo = 10f64.powf(lo.log10().floor().min(-1.0));
+    let n = rows.len() as f64;
+    let (w, _) = chart_size(r);
+    let area = root.clone().shrink(
+        (12, y0 as u32 + 40),
+        (w - 24, COST_ROW * rows.len() as u32 + 6 + 24),
+    );
+    let mut ticks = Vec::new();
+    let mut v = x_lo;
+    while v <= x_hi * (1.0 + 1e-9) {
+        for m in [1.0, 2.0, 5.0] {
+            if v * m <= x_hi * (1.0 + 1e-9) {
+                ticks.push(v * m);
+            }
+        }
+        v *= 10.0;
+    }
+    let mut chart = ChartBuilder::on(&area)
+        .margin_top(6)
+        .margin_right(230)
+        .x_label_area_size(24)
+        .y_label_area_size(250)
+        .build_cartesian_2d((x_lo..x_hi).log_scale().with_key_points(ticks), 0.0..n)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .bold_line_style(RGBColor(0xee, 0xee, 0xee))
+        .light_line_style(TRANSPARENT)
+        .axis_style(FRAME)
+        .label_style(text(12.0, &BLACK))
+        .x_label_formatter(&|v| {
+            if *v >= 1.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v}")
+            }
+        })
+        .draw()?;
+    for (i, c) in rows.iter().enumerate() {
+        let y = n - i as f64;
+        let cost = cost(c).unwrap_or(x_lo);
+        let target = cost_target(&c.scenario);
+        let colour = match target {
+            Some(t) if cost > t => MISSED,
+            Some(_) => WRITE,
+            None => SERVICE_C16,
+        };
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((x_lo, y - 0.5))
+                + Text::new(
+                    format!("{} C={}", c.scenario, c.concurrency),
+                    (-6, 0),
+                    text(12.0, &BLACK).pos(Pos::new(HPos::Right, VPos::Center)),
+                ),
+        ))?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(x_lo, y - 0.15), (cost.max(x_lo), y - 0.85)],
+            colour.filled(),
+        )))?;
+        if let Some(t) = target {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(t, y - 0.02), (t, y - 0.98)],
+                BLACK.stroke_width(2),
+            )))?;
+        }
+        let svc = c.service.ops_per_sec;
+        let reference = c.ceiling.as_ref().map_or(0.0, |m| m.ops_per_sec);
+        // The figure after the bar or the target tick, whichever reaches further.
+        let text_at = cost.max(target.map_or(x_lo, |t| t * 1.04)).max(x_lo);
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((text_at, y - 0.5))
+                + Text::new(
+                    format!(
+                        "{cost:.2} = {} / {} calls/s{}",
+                        rate(reference),
+                        rate(svc),
+                        target.map_or(String::new(), |t| format!(" (target ≤ {t})"))
+                    ),
+                    (6, 0),
+                    text(10.0, &RGBColor(0x33, 0x33, 0x33)).pos(Pos::new(HPos::Left, VPos::Center)),
+                ),
+        ))?;
+    }
+    Ok(())
+}
+
 /// Writes `results.md` and `results.svg` of `r` into `out`; returns the markdown.
 pub fn write_files(r: &Report, out: &std::path::Path) -> anyhow::Result<String> {
     let md = markdown(r, "results.svg");
@@ -933,7 +1437,7 @@ mod tests {
             .cells
             .iter()
             .filter(|c| c.stored_messages == 10_000_000 && c.concurrency == 16)
-            .filter(|c| c.ceiling.is_some())
+            .filter(|c| c.ceiling.is_some() && c.kind != VS_PAGE)
             .collect();
         assert_eq!(rows.len(), 10);
         for c in rows {
@@ -946,6 +1450,154 @@ mod tests {
             assert!(chart.contains(&ratio), "{} {ratio}", c.scenario);
         }
         assert!(chart.contains("0.8 (reads)") && chart.contains("0.7 (append)"));
+    }
+
+    #[test]
+    fn the_cost_panel_shows_every_feed_and_filtered_cell() {
+        let report = committed_run();
+        let chart = svg(&report).expect("drawn");
+        let rows = vs_page_rows(&report);
+        assert!(!rows.is_empty(), "the committed run has change-feed cells");
+        for c in &rows {
+            let label = format!("{} C={}", c.scenario, c.concurrency);
+            assert!(chart.contains(&label), "{label}");
+            let cost = format!("{:.2} = ", cost(c).expect("a reference"));
+            assert!(chart.contains(&cost), "{label} {cost}");
+        }
+        assert!(chart.contains(&format!("height=\"{}\"", chart_size(&report).1)));
+        let md = markdown(&report, "results.svg");
+        assert!(md.contains("### Change feed and filtered page"));
+        for scenario in [
+            "sync_snapshot_1000",
+            "sync_delta_empty_100",
+            "history_page_filtered_rare",
+        ] {
+            assert!(
+                md.contains(&format!("| {scenario} |")),
+                "{scenario} in the table"
+            );
+        }
+    }
+
+    #[test]
+    fn without_feed_cells_the_chart_keeps_its_size() {
+        let mut report = committed_run();
+        report.cells.retain(|c| c.kind != VS_PAGE);
+        assert_eq!(chart_size(&report), CHART);
+        let chart = svg(&report).expect("drawn");
+        assert!(chart.contains(&format!("height=\"{}\"", CHART.1)));
+        assert!(!markdown(&report, "x.svg").contains("### Change feed"));
+    }
+
+    fn cell(scenario: &str, c: usize, stored: u64, rate: f64, p50: f64, reference: f64) -> Cell {
+        let m = |ops_per_sec: f64, p50_ms: f64| Measured {
+            ops: 100,
+            ops_per_sec,
+            latency: crate::runner::Latency {
+                p50_ms,
+                p99_ms: 2.0 * p50_ms,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Cell {
+            scenario: scenario.into(),
+            kind: VS_PAGE.into(),
+            concurrency: c,
+            stored_messages: stored,
+            service: m(rate, p50),
+            ceiling: Some(m(reference, 1.0)),
+            ceiling_is: PAGE_REFERENCE.into(),
+            store_sql: None,
+            store_is: String::new(),
+            ratio: Some(rate / reference),
+        }
+    }
+
+    #[test]
+    fn feed_verdicts_judge_costs_and_growth() {
+        let stage = |n: u64| Stage {
+            stored_messages: n,
+            load: serde_json::from_value(serde_json::json!({
+                "messages": n, "conversations": 1, "user_conversations": 1, "tombstones": 0,
+                "copy_secs": 0.0, "vacuum_secs": 0.0, "messages_per_sec": 0.0,
+                "rebuilt_indexes": false
+            }))
+            .expect("a load report"),
+            messages_table_bytes: 0,
+            database_bytes: 0,
+        };
+        let stages = [stage(10_000), stage(100_000)];
+        let mut cells = Vec::new();
+        for c in [1, 16] {
+            // Empty deltas: as fast as a page at 100, slower at 1,000 (cost 1.25, p50 ×1.5).
+            cells.push(cell(
+                "sync_delta_empty_100",
+                c,
+                100_000,
+                1000.0,
+                1.0,
+                1000.0,
+            ));
+            cells.push(cell(
+                "sync_delta_empty_1000",
+                c,
+                100_000,
+                800.0,
+                1.5,
+                1000.0,
+            ));
+            cells.push(cell("sync_delta_empty_1000", c, 10_000, 800.0, 1.4, 1000.0));
+            cells.push(cell(
+                "sync_delta_10_changes_100",
+                c,
+                100_000,
+                600.0,
+                2.0,
+                1000.0,
+            ));
+            cells.push(cell(
+                "sync_delta_10_changes_1000",
+                c,
+                100_000,
+                500.0,
+                2.0,
+                1000.0,
+            ));
+            cells.push(cell(
+                crate::scenarios::FILTERED,
+                c,
+                100_000,
+                400.0,
+                3.0,
+                1000.0,
+            ));
+        }
+        let v = feed_verdicts(&cells, &stages, None);
+        assert_eq!(v.len(), 5);
+        let met: Vec<Option<bool>> = v.iter().map(|v| v.met).collect();
+        // empty ≤ 1: missed (1.25 at 1,000); 10 changes ≤ 2: met (2.0); filtered ≤ 2: missed
+        // (2.5); 100 → 1,000: missed (×1.5); stored: met (1.4 → 1.5 ms is ×1.07).
+        assert_eq!(
+            met,
+            [
+                Some(false),
+                Some(true),
+                Some(false),
+                Some(false),
+                Some(true)
+            ]
+        );
+        assert!(
+            v[0].measured
+                .contains("sync_delta_empty_1000 C=16: 800 vs 1000 calls/s → 1.25")
+        );
+        // Errors make a cost verdict unjudged.
+        cells[0].service.errors = 1;
+        assert_eq!(feed_verdicts(&cells, &stages, None)[0].met, None);
+        // No feed cells: nothing judged.
+        let none = feed_verdicts(&[], &stages, None);
+        assert!(none.iter().all(|v| v.met.is_none()));
     }
 
     #[test]

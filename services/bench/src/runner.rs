@@ -41,6 +41,71 @@ impl Done {
 /// One operation of worker `w`, number `i`.
 pub type Op = Arc<dyn Fn(usize, u64) -> BoxFuture<'static, Result<Done, String>> + Send + Sync>;
 
+/// Untimed work before a measurement (given the concurrency), e.g. bringing sync tokens up to
+/// date.
+pub type Setup = Arc<dyn Fn(usize) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// How one measurement drives its operation.
+#[derive(Clone)]
+pub struct Drive {
+    /// Run first, untimed (its failure is counted as an error of the measurement).
+    pub setup: Option<Setup>,
+    /// `None`: a closed loop, every worker issuing `op` back to back. `Some`: rounds; in each,
+    /// every worker runs `prepare` (untimed), then, once all are done, every worker runs `op`
+    /// (timed); see [`run_phased`].
+    pub prepare: Option<Op>,
+    /// The measured operation.
+    pub op: Op,
+}
+
+impl Drive {
+    /// A closed loop of `op`.
+    pub fn closed(op: Op) -> Self {
+        Self {
+            setup: None,
+            prepare: None,
+            op,
+        }
+    }
+
+    /// Rounds of `prepare` (untimed) then `op` (timed).
+    pub fn phased(prepare: Op, op: Op) -> Self {
+        Self {
+            setup: None,
+            prepare: Some(prepare),
+            op,
+        }
+    }
+
+    /// With `setup` run before the measurement.
+    pub fn with_setup(mut self, setup: Setup) -> Self {
+        self.setup = Some(setup);
+        self
+    }
+}
+
+/// Runs `drive` with `concurrency` workers within `bounds`.
+pub async fn measure(
+    concurrency: usize,
+    bounds: Bounds,
+    probes: &Probes,
+    drive: Drive,
+) -> Measured {
+    let setup_error = match &drive.setup {
+        Some(setup) => setup(concurrency).await.err(),
+        None => None,
+    };
+    let mut m = match drive.prepare {
+        None => run(concurrency, bounds, probes, drive.op).await,
+        Some(prepare) => run_phased(concurrency, bounds, probes, prepare, drive.op).await,
+    };
+    if let Some(e) = setup_error {
+        m.errors += 1;
+        m.first_error.get_or_insert(format!("setup: {e}"));
+    }
+    m
+}
+
 /// Where the server and database live, for CPU and memory figures.
 #[derive(Clone)]
 pub struct Probes {
@@ -134,6 +199,78 @@ pub struct Measured {
     pub other_cpu_pct: f64,
 }
 
+/// CPU times at one instant: the window's edges.
+struct CpuMark {
+    at: Instant,
+    server: Option<Duration>,
+    client: Duration,
+    postgres: HashMap<u32, Duration>,
+    machine: Duration,
+}
+
+impl CpuMark {
+    async fn take(probes: &Probes) -> Self {
+        let at = Instant::now();
+        let server = probes.server_pid.map(procfs::cpu_time);
+        let client = procfs::cpu_time(std::process::id());
+        let postgres = probes.backend_cpu().await;
+        let machine = procfs::machine_busy();
+        Self {
+            at,
+            server,
+            client,
+            postgres,
+            machine,
+        }
+    }
+
+    /// A mark standing for "no measurement" (every figure 0).
+    fn empty(at: Instant) -> Self {
+        Self {
+            at,
+            server: None,
+            client: Duration::ZERO,
+            postgres: HashMap::new(),
+            machine: Duration::ZERO,
+        }
+    }
+}
+
+/// CPU % of one core between two marks: (server, PostgreSQL, load generator, other).
+fn cpu_between(a: &CpuMark, b: &CpuMark) -> (f64, f64, f64, f64) {
+    let cpu_secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+    let pct = |d: Duration| 100.0 * d.as_secs_f64() / cpu_secs;
+    let pg_delta: Duration = b
+        .postgres
+        .iter()
+        .map(|(pid, t1)| t1.saturating_sub(a.postgres.get(pid).copied().unwrap_or_default()))
+        .sum();
+    let server_cpu = match (a.server, b.server) {
+        (Some(x), Some(y)) => y.saturating_sub(x),
+        _ => Duration::ZERO,
+    };
+    let client_cpu = b.client.saturating_sub(a.client);
+    let other = b
+        .machine
+        .saturating_sub(a.machine)
+        .saturating_sub(server_cpu + pg_delta + client_cpu);
+    (pct(server_cpu), pct(pg_delta), pct(client_cpu), pct(other))
+}
+
+/// Samples the server's RSS every 50 ms until `stop` is set; returns the largest, bytes.
+fn rss_sampler(pid: Option<u32>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut max_rss = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(pid) = pid {
+                max_rss = max_rss.max(procfs::memory(pid).rss);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        max_rss
+    })
+}
+
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }
@@ -149,30 +286,12 @@ pub async fn run(concurrency: usize, bounds: Bounds, probes: &Probes, op: Op) ->
 
     // RSS sampler (every 50 ms, warm-up included) and CPU snapshots at the window's edges.
     let stop_sampler = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop_sampler.clone();
-        let pid = probes.server_pid;
-        tokio::spawn(async move {
-            let mut max_rss = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(pid) = pid {
-                    max_rss = max_rss.max(procfs::memory(pid).rss);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            max_rss
-        })
-    };
+    let sampler = rss_sampler(probes.server_pid, stop_sampler.clone());
     let edges = {
         let probes = probes.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            let t0 = Instant::now();
-            let server0 = probes.server_pid.map(procfs::cpu_time);
-            let client0 = procfs::cpu_time(std::process::id());
-            let pg0 = probes.backend_cpu().await;
-            let machine0 = procfs::machine_busy();
-            (t0, server0, client0, pg0, machine0)
+            CpuMark::take(&probes).await
         })
     };
 
@@ -248,38 +367,11 @@ pub async fn run(concurrency: usize, bounds: Bounds, probes: &Probes, op: Op) ->
             window_end = window_end.max(last);
         }
     }
-    let end = Instant::now();
-    let server1 = probes.server_pid.map(procfs::cpu_time);
-    let client1 = procfs::cpu_time(std::process::id());
-    let pg1 = probes.backend_cpu().await;
-    let machine1 = procfs::machine_busy();
+    let end = CpuMark::take(probes).await;
     stop_sampler.store(true, Ordering::Relaxed);
     let max_rss = sampler.await.unwrap_or(0);
-    let (t0, server0, client0, pg0, machine0) = match edges.await {
-        Ok(v) => v,
-        Err(_) => (
-            measure_from,
-            None,
-            Duration::ZERO,
-            HashMap::new(),
-            Duration::ZERO,
-        ),
-    };
-
-    let cpu_secs = end.duration_since(t0).as_secs_f64().max(1e-9);
-    let pct = |d: Duration| 100.0 * d.as_secs_f64() / cpu_secs;
-    let pg_delta: Duration = pg1
-        .iter()
-        .map(|(pid, t1)| t1.saturating_sub(pg0.get(pid).copied().unwrap_or_default()))
-        .sum();
-    let server_cpu = match (server0, server1) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => Duration::ZERO,
-    };
-    let client_cpu = client1.saturating_sub(client0);
-    let other = machine1
-        .saturating_sub(machine0)
-        .saturating_sub(server_cpu + pg_delta + client_cpu);
+    let start_mark = edges.await.unwrap_or_else(|_| CpuMark::empty(measure_from));
+    let (server_cpu, pg_cpu, client_cpu, other_cpu) = cpu_between(&start_mark, &end);
     let secs = window_end
         .duration_since(measure_from)
         .as_secs_f64()
@@ -302,10 +394,117 @@ pub async fn run(concurrency: usize, bounds: Bounds, probes: &Probes, op: Op) ->
         items_per_sec: items as f64 / secs,
         latency: Latency::of(&total),
         by_label,
-        server_cpu_pct: pct(server_cpu),
+        server_cpu_pct: server_cpu,
         server_rss_max_mb: max_rss as f64 / (1024.0 * 1024.0),
-        postgres_cpu_pct: pct(pg_delta),
-        client_cpu_pct: pct(client_cpu),
-        other_cpu_pct: pct(other),
+        postgres_cpu_pct: pg_cpu,
+        client_cpu_pct: client_cpu,
+        other_cpu_pct: other_cpu,
+    }
+}
+
+/// Runs `op` in rounds with `concurrency` workers: in each round every worker runs `prepare`
+/// (untimed: e.g. the writes a delta is to find), and once every worker is done, every worker
+/// runs `op`, timed one by one. The cell's wall time is bounded as a closed loop's (warm-up,
+/// then `duration`, `max_requests`); only rounds that start after the warm-up count.
+///
+/// What it reports: latency of each `op`; throughput = measured `op`s / the summed wall time
+/// of the measured phases (from the phase's start until its last `op` is done), so the
+/// untimed work neither adds to the latency nor shares the machine with a timed call. A
+/// phase lasts as long as its slowest call, so at C > 1 this throughput is below a closed
+/// loop's; compare it with a reference measured the same way. CPU figures cover the whole
+/// measured window, untimed work included.
+pub async fn run_phased(
+    concurrency: usize,
+    bounds: Bounds,
+    probes: &Probes,
+    prepare: Op,
+    op: Op,
+) -> Measured {
+    let start = Instant::now();
+    let measure_from = start + bounds.warmup;
+    let deadline = measure_from + bounds.duration;
+    let stop_sampler = Arc::new(AtomicBool::new(false));
+    let sampler = rss_sampler(probes.server_pid, stop_sampler.clone());
+    let mut total = new_histogram();
+    let mut items = 0u64;
+    let mut errors = 0u64;
+    let mut first_error: Option<String> = None;
+    let mut measured_secs = 0.0f64;
+    let mut start_mark: Option<CpuMark> = None;
+    let mut round = 0u64;
+    let mut note = |e: String, errors: &mut u64| {
+        *errors += 1;
+        first_error.get_or_insert(e);
+    };
+    loop {
+        let now = Instant::now();
+        if now >= deadline || total.len() >= bounds.max_requests {
+            break;
+        }
+        let in_window = now >= measure_from;
+        if in_window && start_mark.is_none() {
+            start_mark = Some(CpuMark::take(probes).await);
+        }
+        let prepared = futures::future::join_all((0..concurrency).map(|w| prepare(w, round))).await;
+        for r in prepared {
+            if let Err(e) = r {
+                note(format!("prepare: {e}"), &mut errors);
+            }
+        }
+        let phase = Instant::now();
+        let results = futures::future::join_all((0..concurrency).map(|w| {
+            let call = op(w, round);
+            async move {
+                let t = Instant::now();
+                let r = call.await;
+                (r, t.elapsed())
+            }
+        }))
+        .await;
+        let phase_secs = phase.elapsed().as_secs_f64();
+        round += 1;
+        let mut ok = 0;
+        for (r, took) in results {
+            match r {
+                Ok(done) if in_window => {
+                    total.saturating_record(took.as_micros().max(1) as u64);
+                    items += done.items;
+                    ok += 1;
+                }
+                Ok(_) => {}
+                Err(e) => note(e, &mut errors),
+            }
+        }
+        if in_window && ok > 0 {
+            measured_secs += phase_secs;
+        }
+        if errors > 0 && ok == 0 {
+            // An error storm must not spin: back off a little.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let end = CpuMark::take(probes).await;
+    stop_sampler.store(true, Ordering::Relaxed);
+    let max_rss = sampler.await.unwrap_or(0);
+    let (server_cpu, pg_cpu, client_cpu, other_cpu) = match &start_mark {
+        Some(mark) => cpu_between(mark, &end),
+        None => (0.0, 0.0, 0.0, 0.0),
+    };
+    let secs = measured_secs.max(1e-9);
+    let ops = total.len();
+    Measured {
+        ops,
+        errors,
+        first_error,
+        secs,
+        ops_per_sec: ops as f64 / secs,
+        items_per_sec: items as f64 / secs,
+        latency: Latency::of(&total),
+        by_label: Vec::new(),
+        server_cpu_pct: server_cpu,
+        server_rss_max_mb: max_rss as f64 / (1024.0 * 1024.0),
+        postgres_cpu_pct: pg_cpu,
+        client_cpu_pct: client_cpu,
+        other_cpu_pct: other_cpu,
     }
 }

@@ -256,6 +256,89 @@ pub struct Ctx {
     pub nonce: String,
     /// Numbers client_msg_ids.
     pub ids: std::sync::atomic::AtomicU64,
+    /// The change feed's users, once seeded.
+    pub feed: Option<Arc<crate::feed::Feed>>,
+    /// The rare-type messages planted for the filtered page (top stage only).
+    pub rare: Option<Rare>,
+}
+
+/// Messages of a type the loader never writes, planted in the biggest conversation: what a
+/// filtered page (`types`) of a rare type finds.
+#[derive(Debug, Clone)]
+pub struct Rare {
+    /// The conversation (an index into `Workload::targets`).
+    pub target: u32,
+    /// Its messages.
+    pub messages: u64,
+    /// The planted type.
+    pub kind: MessageKind,
+    /// How many of them the reader sees.
+    pub count: u64,
+}
+
+/// The type planted by [`plant_rare`]: the loader writes TEXT, IMAGE and CUSTOM only.
+pub const RARE_KIND: MessageKind = MessageKind::Video;
+
+/// How many rare messages [`plant_rare`] plants.
+pub const RARE_COUNT: usize = 3;
+
+/// The name of the filtered-page scenario.
+pub const FILTERED: &str = "history_page_filtered_rare";
+
+/// Turns [`RARE_COUNT`] messages of the biggest conversation (a PEER one when sizes tie),
+/// spread over its history and none hidden from its reader, into [`RARE_KIND`].
+pub async fn plant_rare(db: &tokio_postgres::Client, workload: &Workload) -> anyhow::Result<Rare> {
+    let (target, t) = workload
+        .targets
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, t)| (t.messages, t.kind == 1, std::cmp::Reverse(*i)))
+        .ok_or_else(|| anyhow::anyhow!("no conversation loaded"))?;
+    let hidden: Vec<i64> = db
+        .query(
+            "SELECT seq FROM tombstones WHERE conv_key = $1 AND user_id = $2",
+            &[&t.key, &t.reader],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let n = t.messages as i64;
+    let mut seqs: Vec<i64> = Vec::new();
+    for k in 0..RARE_COUNT as i64 {
+        // At 1/6, 3/6, 5/6 of the history, moved up past tombstones and earlier picks.
+        let mut seq = (n * (2 * k + 1) / (2 * RARE_COUNT as i64)).clamp(1, n);
+        while (hidden.contains(&seq) || seqs.contains(&seq)) && seq < n {
+            seq += 1;
+        }
+        seqs.push(seq);
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    let already: i64 = db
+        .query_one(
+            "SELECT count(*) FROM messages WHERE conv_key = $1 AND msg_type = $2",
+            &[&t.key, &RARE_KIND.as_i16()],
+        )
+        .await?
+        .get(0);
+    anyhow::ensure!(
+        already == 0,
+        "{} already holds {RARE_KIND:?} messages",
+        t.key
+    );
+    let updated = db
+        .execute(
+            "UPDATE messages SET msg_type = $3 WHERE conv_key = $1 AND seq = ANY($2)",
+            &[&t.key, &seqs, &RARE_KIND.as_i16()],
+        )
+        .await?;
+    Ok(Rare {
+        target: target as u32,
+        messages: t.messages,
+        kind: RARE_KIND,
+        count: updated,
+    })
 }
 
 /// What one call of a read scenario reads: the same pick for the service, the store's API
@@ -281,7 +364,7 @@ fn pick<T: Copy>(items: &[T], h: u64) -> T {
     items[(h % items.len() as u64) as usize]
 }
 
-fn as_user<T>(message: T, user: &str) -> Result<tonic::Request<T>, String> {
+pub(crate) fn as_user<T>(message: T, user: &str) -> Result<tonic::Request<T>, String> {
     let mut request = tonic::Request::new(message);
     let value = MetadataValue::try_from(user).map_err(|e| e.to_string())?;
     request.metadata_mut().insert("x-roaming-user", value);
@@ -334,11 +417,11 @@ fn store_message(m: hpb::NewMessage) -> Result<NewMessage, String> {
     })
 }
 
-fn status(s: tonic::Status) -> String {
+pub(crate) fn status(s: tonic::Status) -> String {
     format!("{:?}: {}", s.code(), s.message())
 }
 
-fn db_error(e: impl std::fmt::Display) -> String {
+pub(crate) fn db_error(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
@@ -348,20 +431,21 @@ const LIST_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Entries in the first page of the conversation list (the server's default).
 const LIST_PAGE: u32 = 10;
 
-const BODY: &[u8] = b"Benchmark message body: a typical chat line of about a hundred bytes, \
+pub(crate) const BODY: &[u8] =
+    b"Benchmark message body: a typical chat line of about a hundred bytes, \
     give or take, in plain text.";
 
 impl Ctx {
-    fn client(&self, w: usize) -> &Client {
+    pub(crate) fn client(&self, w: usize) -> &Client {
         &self.clients[w % self.clients.len()]
     }
 
-    fn h(&self, w: usize, i: u64, salt: u64) -> u64 {
+    pub(crate) fn h(&self, w: usize, i: u64, salt: u64) -> u64 {
         mix(self.seed ^ ((w as u64) << 40) ^ i ^ (salt << 56))
     }
 
     /// The operation that runs `f` on this context for call `i` of worker `w`.
-    fn op<F, Fut>(self: &Arc<Self>, f: F) -> Op
+    pub(crate) fn op<F, Fut>(self: &Arc<Self>, f: F) -> Op
     where
         F: Fn(Arc<Self>, usize, u64) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Done, String>> + Send + 'static,
@@ -616,8 +700,10 @@ impl Ctx {
         } else {
             (after.max(floor), i64::MAX, "ASC")
         };
+        // Typed as the store prepares it: the unfiltered shape leaves `$6` and `$7` unused,
+        // so PostgreSQL could not infer their types.
         let page = c
-            .prepare_cached(&sql::page(order))
+            .prepare_typed_cached(&sql::page(order), &roaming_store::sql::PAGE_PARAMETERS)
             .await
             .map_err(db_error)?;
         let none: Option<i64> = None;
@@ -830,6 +916,60 @@ impl Ctx {
                 items: d.items,
                 label,
             })
+        })
+    }
+}
+
+impl Ctx {
+    fn rare(&self) -> Result<(&Rare, &Target), String> {
+        let rare = self.rare.as_ref().ok_or("no rare messages planted")?;
+        Ok((rare, &self.workload.targets[rare.target as usize]))
+    }
+
+    /// The newest page of 50 of the rare messages' conversation through the service: only
+    /// the rare type (`filtered`, all [`RARE_COUNT`] of them come back), or unfiltered (the
+    /// reference: 50 messages).
+    pub fn service_filtered(self: &Arc<Self>, filtered: bool) -> Op {
+        self.op(move |ctx, w, _| async move {
+            let (rare, t) = ctx.rare()?;
+            let request = hpb::FetchHistoryRequest {
+                conversation: Some(conv_ref(t)),
+                direction: hpb::Direction::Backward as i32,
+                page_size: 50,
+                max_pages: 1,
+                types: if filtered {
+                    vec![i32::from(rare.kind.as_i16())]
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            };
+            let done = ctx.fetch(w, request, &t.reader).await?;
+            let want = if filtered { rare.count } else { 50 };
+            if done.items != want {
+                return Err(format!("{} messages, expected {want}", done.items));
+            }
+            Ok(done)
+        })
+    }
+
+    /// The filtered page through the store's own `fetch_page` in this process.
+    pub fn store_filtered(self: &Arc<Self>) -> Op {
+        self.op(move |ctx, _, _| async move {
+            let (rare, t) = ctx.rare()?;
+            let (reader, conversation) = store_view(t)?;
+            let mut query = page_query(true, Direction::Backward.start(), 50);
+            query.kinds = vec![rare.kind];
+            let page = ctx
+                .store
+                .fetch_page(&reader, &conversation, &query)
+                .await
+                .map_err(db_error)?;
+            let n = page.messages.len() as u64;
+            if n != rare.count {
+                return Err(format!("{n} messages, expected {}", rare.count));
+            }
+            Ok(Done::items(n))
         })
     }
 }
