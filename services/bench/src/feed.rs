@@ -427,6 +427,7 @@ impl Ctx {
             since,
             after: None,
             limit: PAGE,
+            unread_cap: roaming_conversation::ReadSettings::DEFAULT.max_unread_count,
         };
         let mut target = None;
         let mut changes = 0;
