@@ -423,6 +423,34 @@ pub async fn fetch_pages(
     Ok(pages)
 }
 
+/// One whole SyncConversations call of `client` from `token` ("" for a snapshot): every
+/// change of its pages, and the token its last page returned.
+pub async fn sync_changes(
+    client: &Client,
+    token: &str,
+) -> (
+    Vec<roaming_client::proto::conversation::v1::ConversationChange>,
+    String,
+) {
+    use roaming_client::proto::conversation::v1 as cpb;
+    let mut stream = client
+        .conversations()
+        .sync_conversations(cpb::SyncConversationsRequest {
+            sync_token: token.to_owned(),
+            page_size: 0,
+        })
+        .await
+        .expect("sync")
+        .into_inner();
+    let mut changes = Vec::new();
+    let mut next = String::new();
+    while let Some(page) = stream.message().await.expect("sync page") {
+        changes.extend(page.changes);
+        next = page.next_sync_token;
+    }
+    (changes, next)
+}
+
 /// The bodies of `messages` as text.
 pub fn bodies(messages: &[Message]) -> Vec<String> {
     messages

@@ -11,9 +11,8 @@
 //! reader's snapshot is caught there.
 
 use roaming_client::proto::common::v1::ConversationType;
-use roaming_client::proto::conversation::v1 as cpb;
 use roaming_client::proto::history::v1 as hpb;
-use roaming_testkit::{TestApp, conv, new_message};
+use roaming_testkit::{TestApp, conv, new_message, sync_changes};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,28 +47,6 @@ fn member(i: usize) -> String {
     format!("m{i:02}")
 }
 
-async fn sync_once(
-    client: &roaming_client::Client,
-    token: &str,
-) -> (Vec<cpb::ConversationChange>, String) {
-    let mut stream = client
-        .conversations()
-        .sync_conversations(cpb::SyncConversationsRequest {
-            sync_token: token.to_owned(),
-            page_size: 0,
-        })
-        .await
-        .expect("sync")
-        .into_inner();
-    let mut changes = Vec::new();
-    let mut next = String::new();
-    while let Some(page) = stream.message().await.expect("sync page") {
-        changes.extend(page.changes);
-        next = page.next_sync_token;
-    }
-    (changes, next)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_change_reaches_every_member_by_their_next_sync() {
     let app = Arc::new(TestApp::spawn().await);
@@ -83,7 +60,7 @@ async fn every_acknowledged_change_reaches_every_member_by_their_next_sync() {
     let mut readers = Vec::new();
     for r in 0..READERS {
         let client = app.user(&member(r)).await;
-        let (_, token) = sync_once(&client, "").await;
+        let (_, token) = sync_changes(&client, "").await;
         readers.push((client, token));
     }
 
@@ -182,7 +159,7 @@ async fn every_acknowledged_change_reaches_every_member_by_their_next_sync() {
             loop {
                 let last_call = quiet.load(Ordering::SeqCst);
                 let started = Instant::now();
-                let (changes, next) = sync_once(&client, &token).await;
+                let (changes, next) = sync_changes(&client, &token).await;
                 token = next;
                 for change in changes {
                     let other = change.conversation.as_ref().unwrap();

@@ -75,29 +75,6 @@ async fn marks(
         .map(|r| r.into_inner().marks)
 }
 
-/// The changes of one whole sync call and the next token.
-async fn sync(
-    client: &roaming_client::Client,
-    token: &str,
-) -> (Vec<cpb::ConversationChange>, String) {
-    let mut stream = client
-        .conversations()
-        .sync_conversations(cpb::SyncConversationsRequest {
-            sync_token: token.to_owned(),
-            page_size: 0,
-        })
-        .await
-        .expect("sync")
-        .into_inner();
-    let mut changes = Vec::new();
-    let mut next = String::new();
-    while let Some(page) = stream.message().await.expect("page") {
-        changes.extend(page.changes);
-        next = page.next_sync_token;
-    }
-    (changes, next)
-}
-
 #[tokio::test]
 async fn mark_read_moves_forward_only_and_counts_what_others_sent_above_it() {
     let app = TestApp::spawn().await;
@@ -240,20 +217,20 @@ async fn a_read_marker_and_a_receipt_reach_the_other_devices_and_the_peer() {
     let alice = app.user("alice").await;
     let bob_phone = app.user("bob").await;
     let bob_laptop = app.user("bob").await;
-    let (_, alice_token) = sync(&alice, "").await;
-    let (_, laptop_token) = sync(&bob_laptop, "").await;
+    let (_, alice_token) = sync_changes(&alice, "").await;
+    let (_, laptop_token) = sync_changes(&bob_laptop, "").await;
 
     let r = mark_read(&bob_phone, peer("alice"), &m.msg_id)
         .await
         .unwrap();
     assert_eq!((r.read_seq, r.unread_count), (1, 1));
-    let (changes, laptop_token) = sync(&bob_laptop, &laptop_token).await;
+    let (changes, laptop_token) = sync_changes(&bob_laptop, &laptop_token).await;
     assert_eq!(changes.len(), 1);
     assert_eq!((changes[0].read_seq, changes[0].unread_count), (1, 1));
     let e = entry(&bob_laptop, "alice").await;
     assert_eq!((e.read_seq, e.unread_count), (1, 1));
     // Alice learns how far bob read: the receipt.
-    let (changes, _) = sync(&alice, &alice_token).await;
+    let (changes, _) = sync_changes(&alice, &alice_token).await;
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].peer_read_seq, 1);
     assert_eq!(entry(&alice, "bob").await.peer_read_seq, 1);
@@ -261,7 +238,7 @@ async fn a_read_marker_and_a_receipt_reach_the_other_devices_and_the_peer() {
     mark_read(&bob_phone, peer("alice"), &m.msg_id)
         .await
         .unwrap();
-    let (changes, _) = sync(&bob_laptop, &laptop_token).await;
+    let (changes, _) = sync_changes(&bob_laptop, &laptop_token).await;
     assert!(changes.is_empty(), "{changes:?}");
     // Groups have no receipts.
     app.add_members(ConversationType::Group, "g", &["alice", "bob"])
@@ -469,7 +446,7 @@ async fn removing_a_conversation_for_me_drops_its_pin_and_marks_and_keeps_the_re
     mark_read(&alice, peer("bob"), "").await.unwrap();
     pin(&alice, peer("bob"), true).await.unwrap();
     marks(&alice, peer("bob"), &["work"], &[]).await.unwrap();
-    let (_, token) = sync(&alice, "").await;
+    let (_, token) = sync_changes(&alice, "").await;
     alice
         .conversations()
         .remove_conversation(cpb::RemoveConversationRequest {
@@ -478,7 +455,7 @@ async fn removing_a_conversation_for_me_drops_its_pin_and_marks_and_keeps_the_re
         })
         .await
         .unwrap();
-    let (changes, _) = sync(&alice, &token).await;
+    let (changes, _) = sync_changes(&alice, &token).await;
     assert!(!changes[0].listed && !changes[0].pinned && changes[0].marks.is_empty());
     app.peer("bob", "alice", "three").await;
     let e = entry(&alice, "bob").await;

@@ -40,28 +40,6 @@ async fn edit(
         .map(|r| r.into_inner().message.unwrap())
 }
 
-async fn sync(
-    client: &roaming_client::Client,
-    token: &str,
-) -> (Vec<cpb::ConversationChange>, String) {
-    let mut stream = client
-        .conversations()
-        .sync_conversations(cpb::SyncConversationsRequest {
-            sync_token: token.to_owned(),
-            page_size: 0,
-        })
-        .await
-        .expect("sync")
-        .into_inner();
-    let mut changes = Vec::new();
-    let mut next = String::new();
-    while let Some(page) = stream.message().await.expect("page") {
-        changes.extend(page.changes);
-        next = page.next_sync_token;
-    }
-    (changes, next)
-}
-
 async fn entry(client: &roaming_client::Client, id: &str) -> cpb::Conversation {
     client
         .conversations()
@@ -82,8 +60,8 @@ async fn a_recalled_message_disappears_for_everybody_and_every_device_learns_it(
     let two = app.peer("alice", "bob", "two (a typo)").await;
     let alice_laptop = app.user("alice").await;
     let bob_phone = app.user("bob").await;
-    let (_, alice_token) = sync(&alice_laptop, "").await;
-    let (_, bob_token) = sync(&bob_phone, "").await;
+    let (_, alice_token) = sync_changes(&alice_laptop, "").await;
+    let (_, bob_token) = sync_changes(&bob_phone, "").await;
     assert_eq!(entry(&bob_phone, "alice").await.unread_count, 2);
     let digest_before = bob_phone
         .history()
@@ -112,12 +90,12 @@ async fn a_recalled_message_disappears_for_everybody_and_every_device_learns_it(
         bob_entry.unread_count, 1,
         "a recalled message leaves the count"
     );
-    let (changes, _) = sync(&bob_phone, &bob_token).await;
+    let (changes, _) = sync_changes(&bob_phone, &bob_token).await;
     assert_eq!(
         changes[0].recalled_msg_ids,
         std::slice::from_ref(&two.msg_id)
     );
-    let (changes, _) = sync(&alice_laptop, &alice_token).await;
+    let (changes, _) = sync_changes(&alice_laptop, &alice_token).await;
     assert_eq!(
         changes[0].recalled_msg_ids,
         std::slice::from_ref(&two.msg_id)
@@ -258,7 +236,7 @@ async fn an_edit_replaces_the_content_for_everybody_and_reaches_every_device() {
         .await;
     let later = app.send(ConversationType::Group, "bob", "team", "hi").await;
     let bob = app.user("bob").await;
-    let (_, bob_token) = sync(&bob, "").await;
+    let (_, bob_token) = sync_changes(&bob, "").await;
     let before = entry(&bob, "team").await;
 
     app.clock.advance(10 * 60 * 1000); // edits have no window
@@ -295,7 +273,7 @@ async fn an_edit_replaces_the_content_for_everybody_and_reaches_every_device() {
     assert_eq!(after.last_activity_ms, before.last_activity_ms);
     assert_eq!(after.last_message.unwrap().msg_id, later.msg_id);
     assert_eq!(after.unread_count, before.unread_count);
-    let (changes, _) = sync(&bob, &bob_token).await;
+    let (changes, _) = sync_changes(&bob, &bob_token).await;
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].edited_messages.len(), 1);
     assert_eq!(bodies(&changes[0].edited_messages), ["hello"]);
@@ -390,8 +368,8 @@ async fn a_recall_racing_an_edit_and_a_removal_ends_in_one_state_on_every_device
     app.peer("bob", "alice", "stays").await;
     let bob = app.user("bob").await;
     let alice = app.user("alice").await;
-    let (_, bob_token) = sync(&bob, "").await;
-    let (_, alice_token) = sync(&alice, "").await;
+    let (_, bob_token) = sync_changes(&bob, "").await;
+    let (_, alice_token) = sync_changes(&alice, "").await;
     let mut tasks = Vec::new();
     for m in targets.clone() {
         let app2 = app.clone();
@@ -432,7 +410,7 @@ async fn a_recall_racing_an_edit_and_a_removal_ends_in_one_state_on_every_device
         assert_eq!(bodies(&left), ["stays"], "{user}");
     }
     for (client, token) in [(&bob, &bob_token), (&alice, &alice_token)] {
-        let (changes, _) = sync(client, token).await;
+        let (changes, _) = sync_changes(client, token).await;
         assert_eq!(changes.len(), 1);
         let mut recalled = changes[0].recalled_msg_ids.clone();
         recalled.sort();
