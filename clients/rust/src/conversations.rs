@@ -1,9 +1,10 @@
-//! The conversation service, typed: the paging conversation list, removal, membership.
+//! The conversation service, typed: the paging conversation list, removal, membership, read
+//! markers, pins and marks.
 
 use crate::connect::Client;
 use crate::error::Error;
 use crate::types::{
-    Conversation, ConversationPage, ConversationRef, ConversationType, RemovalScope,
+    Conversation, ConversationPage, ConversationRef, ConversationType, ReadMarker, RemovalScope,
 };
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use roaming_proto::conversation::v1 as cpb;
@@ -23,6 +24,8 @@ pub struct ListRequest {
     cursor: Option<String>,
     active_since_ms: i64,
     types: Vec<ConversationType>,
+    pinned_only: bool,
+    mark: String,
     save: bool,
 }
 
@@ -52,6 +55,19 @@ impl ListRequest {
         self
     }
 
+    /// Only pinned conversations, most recently pinned first, whatever their activity (the
+    /// activity window does not apply; `types` and `mark` do).
+    pub fn pinned_only(mut self, pinned_only: bool) -> Self {
+        self.pinned_only = pinned_only;
+        self
+    }
+
+    /// Only conversations carrying this mark (empty, the default: any).
+    pub fn mark(mut self, mark: impl Into<String>) -> Self {
+        self.mark = mark.into();
+        self
+    }
+
     /// Whether fetched conversations are saved to the local store (default: yes, when the
     /// client has one).
     pub fn save_locally(mut self, save: bool) -> Self {
@@ -65,7 +81,8 @@ impl ListRequest {
             cursor: cursor.unwrap_or_default(),
             active_since_ms: self.active_since_ms,
             types: self.types.iter().map(|t| t.to_proto() as i32).collect(),
-            ..Default::default()
+            pinned_only: self.pinned_only,
+            mark: self.mark.clone(),
         };
         let response = self
             .client
@@ -143,8 +160,123 @@ impl Client {
             cursor: None,
             active_since_ms: 0,
             types: Vec::new(),
+            pinned_only: false,
+            mark: String::new(),
             save: true,
         }
+    }
+
+    /// Marks the conversation read up to and including `msg_id` (`None`: its newest
+    /// message), on all the caller's devices; the marker never moves back. Returns the marker
+    /// and unread count now, and keeps them in the local store's entry.
+    ///
+    /// ```no_run
+    /// # async fn demo(phone: roaming_client::Client) -> Result<(), roaming_client::Error> {
+    /// use roaming_client::ConversationRef;
+    /// let read = phone.mark_read(&ConversationRef::peer("bob"), None).await?;
+    /// assert_eq!(read.unread_count, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn mark_read(
+        &self,
+        conversation: &ConversationRef,
+        msg_id: Option<&str>,
+    ) -> Result<ReadMarker, Error> {
+        let request = cpb::MarkReadRequest {
+            conversation: Some(conversation.to_proto()),
+            msg_id: msg_id.unwrap_or_default().to_owned(),
+        };
+        // Retrying is safe: the marker only moves forward, to the same place.
+        let response = self
+            .retry
+            .run(|| {
+                let mut raw = self.conversations();
+                let request = request.clone();
+                async move { Ok(raw.mark_read(request).await?.into_inner()) }
+            })
+            .await?;
+        let marker = ReadMarker {
+            read_seq: response.read_seq,
+            unread_count: response.unread_count,
+        };
+        #[cfg(feature = "local-store")]
+        if let Some(store) = &self.local {
+            let conversation = conversation.clone();
+            store
+                .call(move |s| {
+                    s.update_state(&conversation, |state| {
+                        state.read_seq = marker.read_seq;
+                        state.unread_count = marker.unread_count;
+                    })
+                })
+                .await?;
+        }
+        Ok(marker)
+    }
+
+    /// Pins (`true`) or unpins the conversation for the caller; returns when it was first
+    /// pinned (`None` once unpinned). At most 50 pinned conversations per user by default:
+    /// one more is [`Error::FailedPrecondition`].
+    pub async fn pin(
+        &self,
+        conversation: &ConversationRef,
+        pinned: bool,
+    ) -> Result<Option<i64>, Error> {
+        let request = cpb::PinConversationRequest {
+            conversation: Some(conversation.to_proto()),
+            pinned,
+        };
+        let response = self
+            .retry
+            .run(|| {
+                let mut raw = self.conversations();
+                let request = request.clone();
+                async move { Ok(raw.pin_conversation(request).await?.into_inner()) }
+            })
+            .await?;
+        let pinned_at_ms = pinned.then_some(response.pinned_at_ms);
+        #[cfg(feature = "local-store")]
+        if let Some(store) = &self.local {
+            let conversation = conversation.clone();
+            store
+                .call(move |s| {
+                    s.update_state(&conversation, |state| state.pinned_at_ms = pinned_at_ms)
+                })
+                .await?;
+        }
+        Ok(pinned_at_ms)
+    }
+
+    /// Adds and removes the caller's marks (labels: 1-32 characters of `[A-Za-z0-9_.-]`, at
+    /// most 20 per conversation) on the conversation; returns its marks now, sorted.
+    pub async fn mark_conversation<A: Into<String>, R: Into<String>>(
+        &self,
+        conversation: &ConversationRef,
+        add: impl IntoIterator<Item = A>,
+        remove: impl IntoIterator<Item = R>,
+    ) -> Result<Vec<String>, Error> {
+        let request = cpb::MarkConversationRequest {
+            conversation: Some(conversation.to_proto()),
+            add_marks: add.into_iter().map(Into::into).collect(),
+            remove_marks: remove.into_iter().map(Into::into).collect(),
+        };
+        let response = self
+            .retry
+            .run(|| {
+                let mut raw = self.conversations();
+                let request = request.clone();
+                async move { Ok(raw.mark_conversation(request).await?.into_inner()) }
+            })
+            .await?;
+        #[cfg(feature = "local-store")]
+        if let Some(store) = &self.local {
+            let conversation = conversation.clone();
+            let marks = response.marks.clone();
+            store
+                .call(move |s| s.update_state(&conversation, |state| state.marks = marks))
+                .await?;
+        }
+        Ok(response.marks)
     }
 
     /// Removes a conversation: [`RemovalScope::ForMe`] takes it out of the caller's list on

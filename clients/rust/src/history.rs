@@ -1,4 +1,5 @@
-//! The history service, typed: paging streams that follow `next_cursor`, removals, appends.
+//! The history service, typed: paging streams that follow `next_cursor`, removals, appends,
+//! recall and edit.
 
 use crate::connect::Client;
 use crate::error::Error;
@@ -8,6 +9,7 @@ use crate::types::{
 };
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use roaming_proto::history::v1 as hpb;
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// Largest page the server accepts.
@@ -494,6 +496,66 @@ impl Client {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Recalls ("unsends") a message for everybody (service callers acting for its sender,
+    /// within the server's window, 2 minutes by default): it leaves every participant's
+    /// history, list entry, unread counts and digests, and every device learns it on its next
+    /// sync. Idempotent, so retried on `UNAVAILABLE`. Also applied to the local store.
+    pub async fn recall(&self, conversation: &ConversationRef, msg_id: &str) -> Result<(), Error> {
+        let request = hpb::RecallMessageRequest {
+            conversation: Some(conversation.to_proto()),
+            msg_id: msg_id.to_owned(),
+        };
+        self.retry
+            .run(|| {
+                let mut raw = self.history();
+                let request = request.clone();
+                async move { Ok(raw.recall_message(request).await?.into_inner()) }
+            })
+            .await?;
+        #[cfg(feature = "local-store")]
+        if let Some(store) = &self.local {
+            let conversation = conversation.clone();
+            let msg_id = msg_id.to_owned();
+            store
+                .call(move |s| s.recall_message(&conversation, &msg_id))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a message's body and attributes for everybody (service callers acting for
+    /// its sender; at most 10 edits by default); returns the message as it is now, with its
+    /// `edit_version` one higher. Its `seq`, time and place in the list stay.
+    ///
+    /// **Not retried**: an edit is not idempotent (a repeat would spend one more version), so
+    /// an `UNAVAILABLE` error is returned as it is. Fetch the message to learn whether the
+    /// edit was stored before trying again. Also applied to the local store.
+    pub async fn edit(
+        &self,
+        conversation: &ConversationRef,
+        msg_id: &str,
+        body: impl Into<Vec<u8>>,
+        attributes: HashMap<String, String>,
+    ) -> Result<Message, Error> {
+        let request = hpb::EditMessageRequest {
+            conversation: Some(conversation.to_proto()),
+            msg_id: msg_id.to_owned(),
+            body: body.into(),
+            attributes,
+        };
+        let response = self.history().edit_message(request).await?.into_inner();
+        let message: Message = response
+            .message
+            .ok_or_else(|| Error::InvalidResponse("edit without the message".into()))?
+            .try_into()?;
+        #[cfg(feature = "local-store")]
+        if let Some(store) = &self.local {
+            let edited = message.clone();
+            store.call(move |s| s.save_edit(&edited)).await?;
+        }
+        Ok(message)
     }
 }
 

@@ -84,7 +84,7 @@ pub use retry::RetryPolicy;
 pub use types::{
     AppendResult, Conversation, ConversationChange, ConversationPage, ConversationRef,
     ConversationType, DigestBucket, Direction, HistoryPage, Message, MessageType, NewMessage,
-    RemovalResult, RemovalScope, RemovalStatus,
+    ReadMarker, ReadState, RemovalResult, RemovalScope, RemovalStatus,
 };
 #[cfg(feature = "local-store")]
 pub use verify::{DEFAULT_VERIFY_BUCKET, VerifyReport, VerifyRequest};

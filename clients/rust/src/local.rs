@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::events::{EVENT_BUFFER, StoreEvent};
 use crate::types::{
     Conversation, ConversationChange, ConversationRef, ConversationType, DigestBucket, Direction,
-    Message,
+    Message, ReadState,
 };
 use prost::Message as _;
 use roaming_proto::common::v1 as pb;
@@ -30,11 +30,18 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 -- removals before a time
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (conv_type, conv_id, server_time_ms);
+-- One list entry per conversation, with the user's read state and organisation as the
+-- server last reported them (list pages, sync changes, the user's own calls).
 CREATE TABLE IF NOT EXISTS conversations (
     conv_type        INTEGER NOT NULL,
     conv_id          TEXT    NOT NULL,
     last_activity_ms INTEGER NOT NULL,
     last_message     BLOB,
+    read_seq         INTEGER NOT NULL DEFAULT 0,
+    unread_count     INTEGER NOT NULL DEFAULT 0,
+    peer_read_seq    INTEGER NOT NULL DEFAULT 0,
+    pinned_at_ms     INTEGER,          -- NULL: not pinned
+    marks            TEXT    NOT NULL DEFAULT '', -- sorted, comma-separated
     PRIMARY KEY (conv_type, conv_id)
 );
 -- Seq ranges [lo, hi] of which every message visible to the user is stored locally.
@@ -52,8 +59,114 @@ CREATE TABLE IF NOT EXISTS sync_state (
     user  TEXT,
     token TEXT NOT NULL
 );
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 ";
+
+/// Columns added to `conversations` after version 2: a store made by an older client gains
+/// them (with their defaults: nothing read, nothing pinned) when it is opened.
+const READ_STATE_COLUMNS: [(&str, &str); 5] = [
+    ("read_seq", "INTEGER NOT NULL DEFAULT 0"),
+    ("unread_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("peer_read_seq", "INTEGER NOT NULL DEFAULT 0"),
+    ("pinned_at_ms", "INTEGER"),
+    ("marks", "TEXT NOT NULL DEFAULT ''"),
+];
+
+/// The entry columns, in the order [`entry_from_row`] reads them.
+const ENTRY_COLUMNS: &str = "conv_type, conv_id, last_activity_ms, last_message, read_seq, \
+     unread_count, peer_read_seq, pinned_at_ms, marks";
+
+/// Reads one `conversations` row selected with [`ENTRY_COLUMNS`].
+fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok(RawEntry {
+        conv_type: r.get(0)?,
+        conv_id: r.get(1)?,
+        last_activity_ms: r.get(2)?,
+        last_message: r.get(3)?,
+        state: ReadState {
+            read_seq: r.get(4)?,
+            unread_count: r.get(5)?,
+            peer_read_seq: r.get(6)?,
+            pinned_at_ms: r.get(7)?,
+            marks: split_marks(&r.get::<_, String>(8)?),
+        },
+    })
+}
+
+/// A `conversations` row before its message is decoded.
+struct RawEntry {
+    conv_type: i32,
+    conv_id: String,
+    last_activity_ms: i64,
+    last_message: Option<Vec<u8>>,
+    state: ReadState,
+}
+
+impl RawEntry {
+    fn decode(self) -> Result<Conversation, Error> {
+        Ok(Conversation {
+            conversation: pb::ConversationRef {
+                r#type: self.conv_type,
+                id: self.conv_id,
+            }
+            .try_into()?,
+            last_message: self.last_message.as_deref().map(decode).transpose()?,
+            last_activity_ms: self.last_activity_ms,
+            state: self.state,
+        })
+    }
+}
+
+// Marks are 1-32 characters of [A-Za-z0-9_.-], so a comma never occurs in one.
+fn join_marks(marks: &[String]) -> String {
+    marks.join(",")
+}
+
+fn split_marks(joined: &str) -> Vec<String> {
+    joined
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Writes a whole list entry (replacing the stored one).
+fn write_entry(tx: &Transaction<'_>, c: &Conversation) -> Result<(), Error> {
+    let (t, id) = key(&c.conversation);
+    tx.execute(
+        "INSERT OR REPLACE INTO conversations (conv_type, conv_id, last_activity_ms, last_message,
+             read_seq, unread_count, peer_read_seq, pinned_at_ms, marks)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            t,
+            id,
+            c.last_activity_ms,
+            c.last_message.as_ref().map(encode),
+            c.state.read_seq,
+            c.state.unread_count,
+            c.state.peer_read_seq,
+            c.state.pinned_at_ms,
+            join_marks(&c.state.marks),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The stored entry of a conversation, if any.
+fn read_entry(
+    conn: &Connection,
+    conversation: &ConversationRef,
+) -> Result<Option<Conversation>, Error> {
+    let (t, id) = key(conversation);
+    conn.query_row(
+        &format!("SELECT {ENTRY_COLUMNS} FROM conversations WHERE conv_type = ?1 AND conv_id = ?2"),
+        params![t, id],
+        entry_from_row,
+    )
+    .optional()?
+    .map(RawEntry::decode)
+    .transpose()
+}
 
 /// How to read a page of local history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +246,17 @@ impl LocalStore {
     fn init(conn: Connection, path: Option<PathBuf>) -> Result<Self, Error> {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         conn.execute_batch(SCHEMA)?;
+        let present: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('conversations')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for (column, definition) in READ_STATE_COLUMNS {
+            if !present.iter().any(|p| p == column) {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE conversations ADD COLUMN {column} {definition}"
+                ))?;
+            }
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -238,11 +362,7 @@ impl LocalStore {
         let tx = conn.transaction()?;
         for c in conversations {
             let (t, id) = key(&c.conversation);
-            tx.execute(
-                "INSERT OR REPLACE INTO conversations (conv_type, conv_id, last_activity_ms, last_message)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![t, id, c.last_activity_ms, c.last_message.as_ref().map(encode)],
-            )?;
+            write_entry(&tx, c)?;
             if let Some(m) = &c.last_message {
                 tx.execute(
                     "INSERT OR REPLACE INTO messages (conv_type, conv_id, seq, msg_id, server_time_ms, raw)
@@ -258,30 +378,91 @@ impl LocalStore {
     /// Every local conversation, most recently active first (ties by conversation).
     pub fn conversations(&self) -> Result<Vec<Conversation>, Error> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT conv_type, conv_id, last_activity_ms, last_message FROM conversations
-             ORDER BY last_activity_ms DESC, conv_type, conv_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i32>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Option<Vec<u8>>>(3)?,
-            ))
-        })?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM conversations
+             ORDER BY last_activity_ms DESC, conv_type, conv_id"
+        ))?;
+        let rows = stmt.query_map([], entry_from_row)?;
         let mut out = Vec::new();
         for row in rows {
-            let (t, id, last_activity_ms, raw) = row?;
-            let conversation = pb::ConversationRef { r#type: t, id }.try_into()?;
-            let last_message = raw.as_deref().map(decode).transpose()?;
-            out.push(Conversation {
-                conversation,
-                last_message,
-                last_activity_ms,
-            });
+            out.push(row?.decode()?);
         }
         Ok(out)
+    }
+
+    /// The local pinned conversations, most recently pinned first (as the server's
+    /// `pinned_only` list orders them).
+    pub fn pinned_conversations(&self) -> Result<Vec<Conversation>, Error> {
+        let mut pinned: Vec<Conversation> = self
+            .conversations()?
+            .into_iter()
+            .filter(|c| c.state.pinned())
+            .collect();
+        // Stable: ties keep the activity order.
+        pinned.sort_by_key(|c| std::cmp::Reverse(c.state.pinned_at_ms));
+        Ok(pinned)
+    }
+
+    /// The local entry of one conversation.
+    pub fn conversation(
+        &self,
+        conversation: &ConversationRef,
+    ) -> Result<Option<Conversation>, Error> {
+        read_entry(&self.lock(), conversation)
+    }
+
+    /// Changes the read state of a stored entry (nothing when the store holds no entry of the
+    /// conversation): the mirror of the user's own MarkRead, PinConversation or
+    /// MarkConversation, so it announces nothing (see [`StoreEvent`]).
+    pub(crate) fn update_state(
+        &self,
+        conversation: &ConversationRef,
+        change: impl FnOnce(&mut ReadState),
+    ) -> Result<(), Error> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let Some(mut entry) = read_entry(&tx, conversation)? else {
+            return Ok(());
+        };
+        change(&mut entry.state);
+        write_entry(&tx, &entry)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a message recalled by its sender (the mirror of the caller's own
+    /// RecallMessage); the entry's last message falls back to the newest one left.
+    pub fn recall_message(
+        &self,
+        conversation: &ConversationRef,
+        msg_id: &str,
+    ) -> Result<(), Error> {
+        self.remove_messages(conversation, &[msg_id.to_owned()])
+    }
+
+    /// Replaces the held copy of an edited message (and the entry's last message when it is
+    /// that one) by `message`, when it is newer than what is held; a message the store does
+    /// not hold stays out.
+    pub fn save_edit(&self, message: &Message) -> Result<(), Error> {
+        let (t, id) = key(&message.conversation);
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let held: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT raw FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
+                params![t, id, message.msg_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(held) = held.as_deref().map(decode).transpose()? else {
+            return Ok(());
+        };
+        if held.edit_version < message.edit_version {
+            insert_message(&tx, message)?;
+            replace_last_message(&tx, message)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// One page of a conversation's local history.
@@ -691,21 +872,8 @@ impl LocalStore {
         for m in messages {
             insert_message(&tx, m)?;
         }
-        let entry: Option<Option<Vec<u8>>> = tx
-            .query_row(
-                "SELECT last_message FROM conversations WHERE conv_type = ?1 AND conv_id = ?2",
-                params![t, id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(Some(raw)) = entry {
-            let last = decode(&raw)?;
-            if let Some(fresh) = messages.iter().find(|m| m.seq == last.seq) {
-                tx.execute(
-                    "UPDATE conversations SET last_message = ?3 WHERE conv_type = ?1 AND conv_id = ?2",
-                    params![t, id, encode(fresh)],
-                )?;
-            }
+        for m in messages {
+            replace_last_message(&tx, m)?;
         }
         tx.commit()?;
         drop(conn);
@@ -716,6 +884,27 @@ impl LocalStore {
         }]);
         Ok(())
     }
+}
+
+/// Makes `m` the entry's last message when the entry's is the same seq (a newer copy of it).
+fn replace_last_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Error> {
+    let (t, id) = key(&m.conversation);
+    let last: Option<Option<Vec<u8>>> = tx
+        .query_row(
+            "SELECT last_message FROM conversations WHERE conv_type = ?1 AND conv_id = ?2",
+            params![t, id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(Some(raw)) = last {
+        if decode(&raw)?.seq == m.seq {
+            tx.execute(
+                "UPDATE conversations SET last_message = ?3 WHERE conv_type = ?1 AND conv_id = ?2",
+                params![t, id, encode(m)],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Inserts (or replaces) a message in `tx`; returns the stored copy it replaced, if any.
@@ -866,22 +1055,7 @@ fn apply_change(
     }
 
     // The list entry: the change's, moved forward to a newer message fetched after it.
-    let old: Option<(i64, Option<Vec<u8>>)> = tx
-        .query_row(
-            "SELECT last_activity_ms, last_message FROM conversations
-             WHERE conv_type = ?1 AND conv_id = ?2",
-            params![t, id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let old = match old {
-        Some((activity, raw)) => Some(Conversation {
-            conversation: conversation.clone(),
-            last_message: raw.as_deref().map(decode).transpose()?,
-            last_activity_ms: activity,
-        }),
-        None => None,
-    };
+    let old = read_entry(tx, &conversation)?;
     let newest = fetched
         .iter()
         .filter(|m| m.seq > last.seq)
@@ -891,12 +1065,9 @@ fn apply_change(
         conversation: conversation.clone(),
         last_message: Some(newest.clone()),
         last_activity_ms: change.last_activity_ms.max(newest.server_time_ms),
+        state: change.state.clone(),
     };
-    tx.execute(
-        "INSERT OR REPLACE INTO conversations (conv_type, conv_id, last_activity_ms, last_message)
-         VALUES (?1, ?2, ?3, ?4)",
-        params![t, id, entry.last_activity_ms, Some(encode(newest))],
-    )?;
+    write_entry(tx, &entry)?;
     if old.as_ref() != Some(&entry) {
         applied.updated += 1;
         events.push(StoreEvent::ConversationUpdated(Box::new(entry)));

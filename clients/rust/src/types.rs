@@ -248,6 +248,38 @@ pub struct Conversation {
     pub last_message: Option<Message>,
     /// Time of its last activity, ms since the epoch.
     pub last_activity_ms: i64,
+    /// The caller's read state, pin and marks.
+    pub state: ReadState,
+}
+
+/// What the caller has read of a conversation and how they organised it: the same on every
+/// one of their devices (the feed carries it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadState {
+    /// The caller's read marker: every seq at or below it is read.
+    pub read_seq: i64,
+    /// Messages visible to the caller above `read_seq` sent by somebody else (exact,
+    /// saturating at the server's cap, 999 by default): the badge.
+    pub unread_count: i64,
+    /// PEER: the other participant's read marker (read receipts: the caller's messages at or
+    /// below it were read); 0 for groups.
+    pub peer_read_seq: i64,
+    /// When the caller first pinned it (ms since the epoch); `None` when not pinned.
+    pub pinned_at_ms: Option<i64>,
+    /// The caller's marks (labels), sorted.
+    pub marks: Vec<String>,
+}
+
+impl ReadState {
+    /// Pinned by the caller.
+    pub fn pinned(&self) -> bool {
+        self.pinned_at_ms.is_some()
+    }
+
+    /// Whether the other participant has read the message at `seq` (PEER only).
+    pub fn peer_has_read(&self, seq: i64) -> bool {
+        seq <= self.peer_read_seq
+    }
 }
 
 impl TryFrom<cpb::Conversation> for Conversation {
@@ -261,8 +293,24 @@ impl TryFrom<cpb::Conversation> for Conversation {
                 .try_into()?,
             last_message: c.last_message.map(Message::try_from).transpose()?,
             last_activity_ms: c.last_activity_ms,
+            state: ReadState {
+                read_seq: c.read_seq,
+                unread_count: c.unread_count,
+                peer_read_seq: c.peer_read_seq,
+                pinned_at_ms: c.pinned.then_some(c.pinned_at_ms),
+                marks: c.marks,
+            },
         })
     }
+}
+
+/// The outcome of [`Client::mark_read`](crate::Client::mark_read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadMarker {
+    /// The caller's read marker now (it never moves back).
+    pub read_seq: i64,
+    /// The caller's unread count now.
+    pub unread_count: i64,
 }
 
 /// One conversation's change from [`SyncConversations`](crate::Client::sync): its state as
@@ -290,6 +338,8 @@ pub struct ConversationChange {
     pub edited_messages: Vec<Message>,
     /// GROUP: the caller is a member (always true for PEER).
     pub is_member: bool,
+    /// The caller's read state, pin and marks now.
+    pub state: ReadState,
 }
 
 impl ConversationChange {
@@ -299,6 +349,7 @@ impl ConversationChange {
             conversation: self.conversation.clone(),
             last_message: self.last_message.clone(),
             last_activity_ms: self.last_activity_ms,
+            state: self.state.clone(),
         })
     }
 }
@@ -325,6 +376,13 @@ impl TryFrom<cpb::ConversationChange> for ConversationChange {
                 .map(Message::try_from)
                 .collect::<Result<_, _>>()?,
             is_member: c.is_member,
+            state: ReadState {
+                read_seq: c.read_seq,
+                unread_count: c.unread_count,
+                peer_read_seq: c.peer_read_seq,
+                pinned_at_ms: c.pinned.then_some(c.pinned_at_ms),
+                marks: c.marks,
+            },
         };
         if change.listed && change.last_message.is_none() {
             return Err(Error::InvalidResponse(format!(

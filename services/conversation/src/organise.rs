@@ -90,7 +90,9 @@ impl Pin {
             )
             .await?
         {
-            Organised::Done => Ok(pb::PinConversationResponse {}),
+            Organised::Done { pinned_at_ms } => Ok(pb::PinConversationResponse {
+                pinned_at_ms: pinned_at_ms.unwrap_or(0),
+            }),
             Organised::LimitReached => Err(ApiError::FailedPrecondition(format!(
                 "{} conversations are pinned already, the most a user may pin; unpin one first",
                 settings.max_pinned

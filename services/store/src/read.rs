@@ -17,8 +17,11 @@ pub struct ReadMarker {
 /// Why a pin or mark change was refused by the state (the caller's request was well formed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Organised {
-    /// Done.
-    Done,
+    /// Done: the conversation's pin time now (`None`: not pinned).
+    Done {
+        /// When the user first pinned it, ms since the epoch.
+        pinned_at_ms: Option<i64>,
+    },
     /// The limit (pins per user, marks per conversation) would be passed.
     LimitReached,
 }
@@ -122,8 +125,13 @@ impl Store {
             }
             let at = pinned.then_some(now_ms);
             tx.execute(sql::PIN, &[&key, &user.as_str(), &at]).await?;
+            // A repeated pin keeps the first time: read back what the row holds.
+            let pinned_at_ms: Option<i64> = tx
+                .query_one(sql::PINNED_AT, &[&key, &user.as_str()])
+                .await?
+                .get(0);
             tx.commit().await?;
-            Ok(Organised::Done)
+            Ok(Organised::Done { pinned_at_ms })
         })
     }
 

@@ -45,8 +45,8 @@ fn seqs(messages: &[&Message]) -> Vec<i64> {
 
 /// How `store` differs from `user`'s view on the server now; empty when it mirrors it:
 ///
-/// - its PEER and GROUP list entries are exactly the snapshot's (last message and last
-///   activity included), and it holds nothing of a conversation that is not listed;
+/// - its PEER and GROUP list entries are exactly the snapshot's (last message, last
+///   activity, read state, unread count, receipt, pin and marks included), and it holds nothing of a conversation that is not listed;
 /// - for every listed conversation it holds one complete range, from its *horizon* up to at
 ///   least the conversation's newest seq, and its messages from the horizon up are exactly
 ///   the server's (message for message); a message it holds below the horizon is the
@@ -68,12 +68,14 @@ pub async fn mirror_differences(app: &TestApp, user: &str, store: &LocalStore) -
         match local.get(conversation) {
             None => diffs.push(format!("{user}: {conversation} is listed but not local")),
             Some(entry) if Some(entry) != change.entry().as_ref() => diffs.push(format!(
-                "{user}: entry of {conversation}: local (activity {}, last seq {:?}), server \
-                 (activity {}, last seq {:?})",
+                "{user}: entry of {conversation}: local (activity {}, last seq {:?}, {:?}), \
+                 server (activity {}, last seq {:?}, {:?})",
                 entry.last_activity_ms,
                 entry.last_message.as_ref().map(|m| m.seq),
+                entry.state,
                 change.last_activity_ms,
                 change.last_message.as_ref().map(|m| m.seq),
+                change.state,
             )),
             Some(_) => {}
         }

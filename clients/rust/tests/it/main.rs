@@ -6,6 +6,8 @@ mod conversations;
 mod history;
 mod local_store;
 mod multi_device;
+mod read_state;
+mod recall_edit;
 mod retry;
 mod support;
 mod tls;

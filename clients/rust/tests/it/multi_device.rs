@@ -107,19 +107,26 @@ async fn removals_on_one_device_reach_the_other_devices_store_by_sync() {
         ]
     );
 
-    // Before a time: the list entry keeps its last message.
+    // Before a time: the list entry keeps its last message; its unread count drops by the
+    // three hidden messages.
     phone
         .remove_messages_before(&bob(), sent[2].server_time_ms)
         .await
         .unwrap();
     laptop.sync().await.unwrap();
     assert_eq!(seqs(&all_of(&store, &bob())), [4, 5]);
+    let entry = store.conversation(&bob()).unwrap().unwrap();
+    assert_eq!(entry.last_message.as_ref().unwrap().seq, 5);
+    assert_eq!(entry.state.unread_count, 2);
     assert_eq!(
         drain(&mut events),
-        [StoreEvent::MessagesRemoved {
-            conversation: bob(),
-            msg_ids: sent[..3].iter().map(|m| m.msg_id.clone()).collect(),
-        }]
+        [
+            StoreEvent::MessagesRemoved {
+                conversation: bob(),
+                msg_ids: sent[..3].iter().map(|m| m.msg_id.clone()).collect(),
+            },
+            StoreEvent::ConversationUpdated(Box::new(entry)),
+        ]
     );
 
     // A conversation, one-way, without its messages: on the laptop it goes, messages too.

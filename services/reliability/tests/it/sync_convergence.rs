@@ -6,14 +6,16 @@
 //! for everyone (with and without their messages), every device runs its own seeded script:
 //! sync, open a conversation (its newest page or all of it), remove messages by id and by
 //! time, remove a conversation one-way (with and without its messages), list conversations,
-//! verify a conversation. One of alice's devices syncs once at the start and then stays
+//! verify a conversation, mark it read (up to a held message or the newest), pin or unpin it,
+//! add or remove a mark. The writers' senders now and then recall or edit what they stored. One of alice's devices syncs once at the start and then stays
 //! offline. The scripts run in two phases; between them the server's clock moves past the
 //! 30-day change retention, so in the second (the longer) each device's first sync rebuilds
 //! its mirror while the writers write, and its later syncs are deltas again.
 //!
 //! Once the writers and scripts are done, every device syncs once more, and then each
 //! device's store must equal a fresh snapshot plus a fresh FetchHistory of every listed
-//! conversation (message for message, list entries included), with every DigestHistory
+//! conversation (message for message, list entries with their read state, unread count,
+//! receipt, pin and marks included), with every DigestHistory
 //! bucket equal to the store's own digest (`roaming_testkit::mirror`).
 //!
 //! Seeded: `ROAMING_SYNC_SEED` (default 20240611) picks every actor's script; the
@@ -23,7 +25,6 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use roaming_client::proto::history::v1 as hpb;
 use roaming_client::{
     Client, ConversationRef, ConversationType, Direction, Error, LocalQuery, LocalStore,
     NewMessage, RemovalScope, RetryPolicy,
@@ -73,6 +74,8 @@ struct Stats {
     changes: AtomicUsize,
     verifies: AtomicUsize,
     refetched_buckets: AtomicUsize,
+    /// MarkRead, PinConversation and MarkConversation calls.
+    read_state_ops: AtomicUsize,
     /// Calls that failed in a way the scenario does not allow.
     unexpected: Mutex<Vec<String>>,
 }
@@ -130,6 +133,18 @@ struct Device {
 }
 
 /// Allowed failures of a device's own calls: the group's membership changes under it.
+/// Marks the devices put on conversations.
+const MARKS: [&str; 3] = ["work", "family", "later"];
+
+/// A read-state call may meet a message recalled or purged meanwhile, or a conversation
+/// purged for everyone: NOT_FOUND is a state it may meet, not a failure.
+fn tolerate_gone<T>(result: Result<T, Error>) -> Result<(), Error> {
+    match result {
+        Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn allowed(error: &Error) -> bool {
     matches!(error, Error::PermissionDenied(_))
 }
@@ -239,16 +254,44 @@ async fn device_script(
                 }
                 Err(e) => Err(e),
             },
-            90..95 => device
+            90..93 => device
                 .client
                 .list_conversations()
                 .page_size(50)
                 .page()
                 .await
                 .map(drop),
+            // Read state: every device of the user, and the peer's (receipts), must learn it.
+            93..96 => {
+                let upto = (!held.is_empty() && rng.random_bool(0.7))
+                    .then(|| held[rng.random_range(0..held.len())].msg_id.clone());
+                Stats::add(&stats.read_state_ops, 1);
+                tolerate_gone(
+                    device
+                        .client
+                        .mark_read(&conversation, upto.as_deref())
+                        .await,
+                )
+            }
+            96..98 => {
+                Stats::add(&stats.read_state_ops, 1);
+                let pinned = rng.random_bool(0.6);
+                tolerate_gone(device.client.pin(&conversation, pinned).await)
+            }
             _ => {
-                sync(&device, &stats).await;
-                Ok(())
+                Stats::add(&stats.read_state_ops, 1);
+                let mark = MARKS[rng.random_range(0..MARKS.len())];
+                let (add, remove) = if rng.random_bool(0.6) {
+                    (vec![mark], vec![])
+                } else {
+                    (vec![], vec![mark])
+                };
+                tolerate_gone(
+                    device
+                        .client
+                        .mark_conversation(&conversation, add, remove)
+                        .await,
+                )
             }
         };
         if let Err(e) = result {
@@ -310,25 +353,12 @@ async fn writer(
                 if rng.random_bool(0.2) {
                     let m = &results[0].message;
                     let as_sender = typed(&app, app.token("gateway", true), Some(sender)).await;
-                    let conversation = Some(m.conversation.to_proto());
                     let result = if rng.random_bool(0.5) {
-                        as_sender
-                            .history()
-                            .recall_message(hpb::RecallMessageRequest {
-                                conversation,
-                                msg_id: m.msg_id.clone(),
-                            })
-                            .await
-                            .map(drop)
+                        as_sender.recall(&m.conversation, &m.msg_id).await
                     } else {
+                        let body = format!("edited by {sender}");
                         as_sender
-                            .history()
-                            .edit_message(hpb::EditMessageRequest {
-                                conversation,
-                                msg_id: m.msg_id.clone(),
-                                body: format!("edited by {sender}").into_bytes(),
-                                attributes: Default::default(),
-                            })
+                            .edit(&m.conversation, &m.msg_id, body, Default::default())
                             .await
                             .map(drop)
                     };
@@ -336,12 +366,8 @@ async fn writer(
                         Ok(()) => Stats::add(&stats.changed, 1),
                         // Left the group, purged meanwhile, or recalled by a twin: states a
                         // recall or an edit may meet.
-                        Err(s)
-                            if matches!(
-                                s.code(),
-                                tonic::Code::PermissionDenied | tonic::Code::NotFound
-                            ) => {}
-                        Err(s) => stats.unexpected(format!("writer {index}: change: {s}")),
+                        Err(Error::PermissionDenied(_) | Error::NotFound(_)) => {}
+                        Err(e) => stats.unexpected(format!("writer {index}: change: {e}")),
                     }
                 }
             }
@@ -517,7 +543,7 @@ async fn every_devices_mirror_converges_to_a_fresh_snapshot_and_history() {
     let unexpected = stats.unexpected.lock().unwrap().clone();
     let figures = format!(
         "seed {seed}: {} users, {} devices, {} writer operations ({} messages appended, {} \
-         recalled or edited, {} membership changes and purges), {} device operations ({} syncs with {} changes, {} \
+         recalled or edited, {} membership changes and purges), {} device operations ({} syncs with {} changes, {} read-state calls, {} \
          rebuilt past retention, {} of them in the final sync, {} verifies refetching {} buckets); \
          load {:.1} s, total {:.1} s",
         USERS.len(),
@@ -529,6 +555,7 @@ async fn every_devices_mirror_converges_to_a_fresh_snapshot_and_history() {
         stats.device_ops.load(Ordering::Relaxed),
         stats.syncs.load(Ordering::Relaxed),
         stats.changes.load(Ordering::Relaxed),
+        stats.read_state_ops.load(Ordering::Relaxed),
         stats.rebuilds.load(Ordering::Relaxed),
         stats.rebuilds.load(Ordering::Relaxed) - rebuilt_before_the_end,
         stats.verifies.load(Ordering::Relaxed),

@@ -47,7 +47,7 @@ async fn pin(
     client: &roaming_client::Client,
     conversation: ConversationRef,
     pinned: bool,
-) -> Result<(), tonic::Status> {
+) -> Result<i64, tonic::Status> {
     client
         .conversations()
         .pin_conversation(cpb::PinConversationRequest {
@@ -55,7 +55,7 @@ async fn pin(
             pinned,
         })
         .await
-        .map(drop)
+        .map(|r| r.into_inner().pinned_at_ms)
 }
 
 async fn marks(
@@ -255,16 +255,16 @@ async fn pins_keep_their_time_are_limited_and_list_most_recently_pinned_first() 
         app.clock.advance(1000);
     }
     let alice = app.user("alice").await;
-    pin(&alice, peer("u0"), true).await.unwrap();
-    let first_pinned = entry(&alice, "u0").await.pinned_at_ms;
+    let first_pinned = pin(&alice, peer("u0"), true).await.unwrap();
     assert!(first_pinned > 0);
+    assert_eq!(entry(&alice, "u0").await.pinned_at_ms, first_pinned);
     app.clock.advance(1000);
     pin(&alice, peer("u2"), true).await.unwrap();
     app.clock.advance(1000);
     pin(&alice, peer("u1"), true).await.unwrap();
     app.clock.advance(1000);
-    // Pinning again keeps the first time, even at the limit.
-    pin(&alice, peer("u0"), true).await.unwrap();
+    // Pinning again keeps the first time, even at the limit, and says so.
+    assert_eq!(pin(&alice, peer("u0"), true).await.unwrap(), first_pinned);
     assert_eq!(entry(&alice, "u0").await.pinned_at_ms, first_pinned);
     let refused = pin(&alice, peer("u3"), true).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
@@ -318,7 +318,7 @@ async fn pins_keep_their_time_are_limited_and_list_most_recently_pinned_first() 
     );
 
     // Unpinning frees a place.
-    pin(&alice, peer("u2"), false).await.unwrap();
+    assert_eq!(pin(&alice, peer("u2"), false).await.unwrap(), 0);
     assert!(!entry(&alice, "u2").await.pinned);
     pin(&alice, peer("u3"), true).await.unwrap();
     assert_status(
