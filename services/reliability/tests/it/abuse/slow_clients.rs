@@ -488,9 +488,10 @@ fn runtime(name: &str) -> tokio::runtime::Runtime {
 /// One user (mallory) opens 600 zero-window calls (ListConversations and FetchHistory of
 /// 400 KB pages) on 10 connections against a server with `roaming serve`'s defaults, and keeps
 /// them up: a refused call is tried again after 2-4 s, a call the server ends is replaced.
-/// Meanwhile another user (carol) calls in a loop: every call must succeed, with a p99 at
-/// most 2× that of the same calls without the attack (measured before and after it, in this
-/// test); the server's RSS (a child process: its memory alone) must stay within +100 MB.
+/// Meanwhile another user (carol) calls in a loop: every call must succeed, and her p99 is
+/// compared to that of the same calls without the attack (measured before and after it, in
+/// this test; at most 2×, asserted in the quiet runs of `latency_bounds_asserted`); the
+/// server's RSS (a child process: its memory alone) must stay within +100 MB.
 pub async fn six_hundred_zero_window_calls() {
     let attack_for = Duration::from_secs(16);
     let mut server =
@@ -647,7 +648,9 @@ pub async fn six_hundred_zero_window_calls() {
     let mut rss_peak = rss_before;
     let mut in_flight_peak = 0f64;
     let mut next_scrape = Instant::now();
-    while attack_started.elapsed() < attack_for {
+    // For `attack_for`, and until the victim has had enough calls to measure a p99 (a count,
+    // not a time: a loaded machine makes the attack longer, never the test fail).
+    while attack_started.elapsed() < attack_for || victim.lock().unwrap().attack.len() < 200 {
         rss_peak = rss_peak.max(server.rss_kib());
         if Instant::now() >= next_scrape {
             let scrape = server.scrape().await;
@@ -667,6 +670,9 @@ pub async fn six_hundred_zero_window_calls() {
     let scrape_after = server.scrape().await;
     phase.store(UNLOADED_AFTER, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(5)).await;
+    while victim.lock().unwrap().unloaded.len() < 200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     phase.store(DONE, Ordering::SeqCst);
     for t in victim_tasks {
         t.await.unwrap();
@@ -757,11 +763,13 @@ pub async fn six_hundred_zero_window_calls() {
         v.errors
     );
     assert!(attack_calls >= 200 && unloaded_calls >= 200);
-    assert!(
-        ratio <= 2.0,
-        "the other user's p99 under the attack is {ratio:.2} × unloaded ({attack_p99:.1} ms vs \
-         {unloaded_p99:.1} ms)"
-    );
+    if crate::faults::support::latency_bounds_asserted() {
+        assert!(
+            ratio <= 2.0,
+            "the other user's p99 under the attack is {ratio:.2} × unloaded ({attack_p99:.1} ms \
+             vs {unloaded_p99:.1} ms)"
+        );
+    }
     assert!(
         growth_mib < 100.0,
         "the server's RSS grew by {growth_mib:.1} MiB under the attack"

@@ -428,20 +428,24 @@ pub async fn scenario() {
     assert_eq!(normal.other.total(), 0, "overload: errors at normal load");
     // Quickly: refused at once, not queued. On an idle server a refusal is a round trip;
     // under the overload it is never slower than the bound on admitted calls (a queued call
-    // would wait for a slot, a whole call's time or more).
-    assert!(
-        idle_refused_p99 <= 25.0,
-        "overload: refusals at capacity are not quick: p99 {idle_refused_p99:.2} ms"
-    );
-    assert!(
-        refused_ratio <= bound,
-        "overload: refusals under overload are not quick: p99 {refused_ratio:.2} × normal p99 \
-         (median of rounds), bound {bound}"
-    );
-    assert!(
-        admitted_ratio <= bound,
-        "overload: admitted p99 {admitted_ratio:.2} × normal p99 (median of rounds), bound {bound}"
-    );
+    // would wait for a slot, a whole call's time or more). Measured always, asserted in the
+    // documented quiet runs (see `latency_bounds_asserted`).
+    if super::support::latency_bounds_asserted() {
+        assert!(
+            idle_refused_p99 <= 25.0,
+            "overload: refusals at capacity are not quick: p99 {idle_refused_p99:.2} ms"
+        );
+        assert!(
+            refused_ratio <= bound,
+            "overload: refusals under overload are not quick: p99 {refused_ratio:.2} × normal \
+             p99 (median of rounds), bound {bound}"
+        );
+        assert!(
+            admitted_ratio <= bound,
+            "overload: admitted p99 {admitted_ratio:.2} × normal p99 (median of rounds), bound \
+             {bound}"
+        );
+    }
     assert!(
         growth_mib <= 64.0,
         "overload: resident memory grew by {growth_mib:.1} MiB"

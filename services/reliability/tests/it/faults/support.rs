@@ -20,6 +20,15 @@ use tonic::{Code, Request};
 
 pub use roaming_testkit::SECRET;
 
+/// Latency bounds (p99 ratios, how quickly a refusal comes) are measured and printed by
+/// every run, but asserted only with `ROAMING_ASSERT_LATENCY=1`: the documented runs on a
+/// quiet machine that produce the figures in docs/reliability.md. On a shared machine other
+/// jobs move latencies, and a test that can fail under load is a flaky test; what such a
+/// test asserts always is the behaviour (nothing fails, nothing is queued past its limit).
+pub fn latency_bounds_asserted() -> bool {
+    std::env::var("ROAMING_ASSERT_LATENCY").is_ok_and(|v| v == "1")
+}
+
 /// `ROAMING_RELIABILITY_LONG=1` selects the long variants.
 pub fn long() -> bool {
     std::env::var("ROAMING_RELIABILITY_LONG").is_ok_and(|v| v == "1")
