@@ -16,11 +16,12 @@ pub const EVENT_BUFFER: usize = 1024;
 ///
 /// [`Client::sync`] sends the conversation and message events; [`Client::verify`] sends
 /// [`StoreEvent::MessagesReplaced`]. Calls that change the server and mirror their effect
-/// locally themselves (`remove_messages`, `remove_conversation`, ...) send nothing: the
-/// application made them.
+/// locally themselves (`remove_messages`, `remove_conversation`, `mark_read`, `pin`,
+/// `mark_conversation`, `recall`, `edit`, ...) send nothing: the application made them.
 ///
-/// The enum is `#[non_exhaustive]`: read markers, pins and marks become new variants, so a
-/// `match` needs a `_ =>` arm.
+/// A change of the read state, pin or marks (from another device, or the peer's receipt) is
+/// a [`StoreEvent::ConversationUpdated`]: the entry carries them. The enum is
+/// `#[non_exhaustive]`, so a `match` needs a `_ =>` arm.
 ///
 /// [`LocalStore::subscribe`]: crate::LocalStore::subscribe
 /// [`Client::events`]: crate::Client::events
