@@ -5,11 +5,14 @@
 //! history-page probe, and at the top stage every scenario at every concurrency, each through
 //! the client and as its ceiling (the store's SQL issued directly, or the raw INSERT); the
 //! change feed and the filtered page against a history page measured in the same cell
-//! (`feed.rs`); then JSON, markdown and SVG, and the database is dropped. Everything is loopback and bounded in
-//! time and requests. See `services/bench/docs/results.md`.
+//! (`feed.rs`); the read state's cost to a list page, and MarkRead, recall and edit against a
+//! raw single-row UPDATE (`organise.rs`); then JSON, markdown and SVG, and the database is
+//! dropped. Everything is loopback and bounded in time and requests. See
+//! `services/bench/docs/results.md`.
 
 mod feed;
 mod load;
+mod organise;
 mod procfs;
 mod report;
 mod runner;
@@ -875,6 +878,69 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
             }
         }
         if top {
+            // Read state: what the unread counts add to a list page; MarkRead, recall and
+            // edit against a raw single-row UPDATE (services/bench/src/organise.rs).
+            let lists: Vec<_> = organise::LIST_SCENARIOS
+                .into_iter()
+                .filter(|(name, _)| settings.wants(name))
+                .collect();
+            if !lists.is_empty() {
+                for (name, entries, sum, max) in organise::unread_profile(&ctx).await? {
+                    println!(
+                        "  {name}: the first page's {entries} entries count {sum} unread (max {max})"
+                    );
+                }
+            }
+            for (name, heavy) in lists {
+                for &c in &feed_levels {
+                    bench
+                        .cell(
+                            name,
+                            "read",
+                            c,
+                            stored,
+                            organise::list_statement(&ctx, heavy, true),
+                            Some((
+                                organise::list_statement(&ctx, heavy, false),
+                                organise::LIST_REFERENCE,
+                            )),
+                            None,
+                            None,
+                        )
+                        .await?;
+                }
+            }
+            for change in organise::Change::ALL {
+                if !settings.wants(change.name()) {
+                    continue;
+                }
+                for &c in &feed_levels {
+                    let (prepare, slots) = organise::prepare(&ctx, change, false);
+                    let (reference_prepare, reference_slots) =
+                        organise::prepare(&ctx, change, true);
+                    bench
+                        .cell_with(
+                            change.name(),
+                            "change",
+                            c,
+                            stored,
+                            settings.feed_bounds,
+                            Drive::phased(prepare, organise::service(&ctx, change, slots)),
+                            Some((
+                                Drive::phased(
+                                    reference_prepare,
+                                    organise::raw_update(&ctx, change, reference_slots),
+                                ),
+                                organise::UPDATE_REFERENCE,
+                            )),
+                            None,
+                            None,
+                        )
+                        .await?;
+                }
+            }
+        }
+        if top {
             let mut cell_no = 0u32;
             for write in [Write::Single, Write::Batch, Write::BatchSpread] {
                 if !settings.wants(write.name()) {
@@ -914,6 +980,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
     let peak = procfs::memory(server.pid).hwm as f64 / (1024.0 * 1024.0);
     server.stop().await?;
     let mut verdicts = report::verdicts(&bench.cells, &stages, peak);
+    verdicts.extend(report::organise_verdicts(&bench.cells, &stages));
     verdicts.extend(report::feed_verdicts(
         &bench.cells,
         &stages,

@@ -400,6 +400,66 @@ fn has_errors(x: &Cell) -> bool {
     x.service.errors > 0 || x.ceiling.as_ref().is_some_and(|c| c.errors > 0)
 }
 
+/// The read-state and change targets (judged, not asserted): unread counts add at most 20 % to a list page (the
+/// statement with ÷ without them ≥ 0.8, at 10 and 1,000 conversations); MarkRead ≥ 0.7 × and
+/// recall and edit ≥ 0.5 × a raw single-row UPDATE (C=16).
+pub fn organise_verdicts(cells: &[Cell], stages: &[Stage]) -> Vec<Verdict> {
+    let top = stages.last().map_or(0, |s| s.stored_messages);
+    let mut out = Vec::new();
+    let mut ratio_verdict = |target: String, scenarios: Vec<&str>, levels: &[usize], bound: f64| {
+        let mut parts = Vec::new();
+        let mut met: Option<bool> = None;
+        for scenario in scenarios {
+            for &c in levels {
+                let Some(x) = find(cells, scenario, c, Some(top)) else {
+                    continue;
+                };
+                let Some(r) = x.ratio else {
+                    continue;
+                };
+                parts.push(format!(
+                    "{scenario} C={c}: {} vs {} /s = {r:.2}",
+                    rate(x.service.ops_per_sec),
+                    rate(x.ceiling.as_ref().map_or(0.0, |m| m.ops_per_sec))
+                ));
+                met = Some(met.unwrap_or(true) && r >= bound && !has_errors(x));
+            }
+        }
+        out.push(Verdict {
+            target,
+            measured: parts.join("; "),
+            met,
+        });
+    };
+    ratio_verdict(
+        "read state: unread counts and receipts add at most 20 % to a list page (the list \
+         statement with them ÷ without ≥ 0.8; 10 and 1,000 conversations)"
+            .into(),
+        crate::organise::LIST_SCENARIOS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect(),
+        &[1, 16],
+        0.8,
+    );
+    ratio_verdict(
+        "MarkRead ≥ 0.7 × a raw single-row UPDATE (C=16)".into(),
+        vec![crate::organise::Change::MarkRead.name()],
+        &[16],
+        0.7,
+    );
+    ratio_verdict(
+        "recall and edit ≥ 0.5 × a raw single-row UPDATE (C=16)".into(),
+        vec![
+            crate::organise::Change::Recall.name(),
+            crate::organise::Change::Edit.name(),
+        ],
+        &[16],
+        0.5,
+    );
+    out
+}
+
 /// Judges the change feed's and the filtered page's targets (none of them asserted).
 pub fn feed_verdicts(cells: &[Cell], stages: &[Stage], rare: Option<&RareReport>) -> Vec<Verdict> {
     let top = stages.last().map_or(0, |s| s.stored_messages);

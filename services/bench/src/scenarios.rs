@@ -429,7 +429,7 @@ pub(crate) fn db_error(e: impl std::fmt::Display) -> String {
 const LIST_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Entries in the first page of the conversation list (the server's default).
-const LIST_PAGE: u32 = 10;
+pub(crate) const LIST_PAGE: u32 = 10;
 
 pub(crate) const BODY: &[u8] =
     b"Benchmark message body: a typical chat line of about a hundred bytes, \

@@ -168,7 +168,10 @@ const ENTRY_COLUMNS: &str = "c.conv_key, c.kind, c.last_time_ms, c.last_seq, uc.
      greatest(uc.hidden_through_seq, c.purged_through_seq) AS floor";
 
 fn list(order: &str, keyset: &str, window: &str) -> String {
-    let read_state = read_state("$8");
+    list_with(order, keyset, window, &read_state("$8"))
+}
+
+fn list_with(order: &str, keyset: &str, window: &str, read_state: &str) -> String {
     format!(
         "SELECT s.conv_key, s.kind, s.last_time_ms, {read_state}, {MESSAGE_COLUMNS}
          FROM (
@@ -204,11 +207,23 @@ fn list(order: &str, keyset: &str, window: &str) -> String {
 /// newest message before sorting, or from scanning all conversations); then, only for rows
 /// the LIMIT reaches, the newest visible message and the read state, walking the primary key
 /// backwards. The tombstone probe is fenced too, so it is an index probe per row.
-pub static LIST: LazyLock<String> = LazyLock::new(|| {
-    list(
-        "last_time_ms DESC, conv_key DESC",
-        "(c.last_time_ms, c.conv_key) < ($4, $5)",
-        "AND c.last_time_ms >= $3",
+pub static LIST: LazyLock<String> = LazyLock::new(|| list(LIST_ORDER, LIST_KEYSET, LIST_WINDOW));
+
+/// The activity list's order, keyset and window (of [`LIST`]).
+const LIST_ORDER: &str = "last_time_ms DESC, conv_key DESC";
+const LIST_KEYSET: &str = "(c.last_time_ms, c.conv_key) < ($4, $5)";
+const LIST_WINDOW: &str = "AND c.last_time_ms >= $3";
+
+/// [`LIST`] without the unread count and the receipt (both read as 0; `$8` unused): not a
+/// statement the service runs, the bench's reference for what the read state adds to a list
+/// page (services/bench/docs/results.md).
+pub static LIST_WITHOUT_READ_STATE: LazyLock<String> = LazyLock::new(|| {
+    list_with(
+        LIST_ORDER,
+        LIST_KEYSET,
+        LIST_WINDOW,
+        "s.read_seq, least($8::bigint, 0) AS unread_count, 0::bigint AS peer_read_seq,
+         s.pinned_at_ms, s.marks",
     )
 });
 
