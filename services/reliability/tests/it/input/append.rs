@@ -8,8 +8,9 @@ use roaming_proto::history::v1 as hpb;
 use std::collections::{BTreeMap, HashMap};
 use tonic::Status;
 
-fn new_message() -> BoxedStrategy<(hpb::NewMessage, Vec<&'static str>)> {
-    let attributes = prop_oneof![
+/// A message's `attributes` (a new message's or an edit's) and the field it breaks.
+pub(crate) fn attributes_field() -> BoxedStrategy<(BTreeMap<String, String>, Vec<&'static str>)> {
+    prop_oneof![
         12 => prop::collection::btree_map(free_text(12), prop_oneof![Just(String::new()), free_text(20)], 0..4)
             .prop_map(|m| (m, vec![])),
         1 => (33usize..40).prop_map(|n| ((0..n).map(|i| (format!("k{i}"), "v".to_owned())).collect(), vec!["attributes"])),
@@ -18,12 +19,23 @@ fn new_message() -> BoxedStrategy<(hpb::NewMessage, Vec<&'static str>)> {
         1 => (1025usize..1100).prop_map(|n| (BTreeMap::from([("k".to_owned(), "v".repeat(n))]), vec!["attributes"])),
         1 => with_nul().prop_map(|s| (BTreeMap::from([(s, "v".to_owned())]), vec!["attributes"])),
         1 => with_nul().prop_map(|s| (BTreeMap::from([("k".to_owned(), s)]), vec!["attributes"])),
-    ];
-    let body = prop_oneof![
+    ]
+    .boxed()
+}
+
+/// A message's `body` (a new message's or an edit's) and the field it breaks.
+pub(crate) fn body_field() -> BoxedStrategy<(Vec<u8>, Vec<&'static str>)> {
+    prop_oneof![
         12 => prop::collection::vec(any::<u8>(), 0..64).prop_map(|b| (b, vec![])),
         1 => Just((vec![0u8; 65536], vec![])),
         1 => (65537usize..66000).prop_map(|n| (vec![0xAB; n], vec!["body"])),
-    ];
+    ]
+    .boxed()
+}
+
+fn new_message() -> BoxedStrategy<(hpb::NewMessage, Vec<&'static str>)> {
+    let attributes = attributes_field();
+    let body = body_field();
     let client_msg_id = prop_oneof![
         12 => free_text(64).prop_map(|s| (s, vec![])),
         1 => Just((String::new(), vec!["client_msg_id"])),

@@ -3,7 +3,8 @@
 use proptest::prelude::*;
 use roaming_proto::common::v1::ConversationRef;
 
-fn is_id(s: &str) -> bool {
+/// The id rule: 1-64 characters of `[A-Za-z0-9_.-]`.
+pub(crate) fn is_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -105,9 +106,17 @@ pub fn bad_enum(valid: std::ops::RangeInclusive<i32>) -> BoxedStrategy<i32> {
 
 /// A `ConversationRef` field of a user-scoped request.
 pub fn conversation_field() -> BoxedStrategy<(Option<ConversationRef>, Vec<String>)> {
+    conversation_field_weighted(12)
+}
+
+/// A `ConversationRef` field, valid `valid` times in `valid + 4` (for requests with no other
+/// field to break).
+pub fn conversation_field_weighted(
+    valid: u32,
+) -> BoxedStrategy<(Option<ConversationRef>, Vec<String>)> {
     let f = |s: &str| vec![s.to_owned()];
     prop_oneof![
-        12 => (1..=3i32, good_id()).prop_map(|(t, id)| (Some(ConversationRef { r#type: t, id }), vec![])),
+        valid => (1..=3i32, good_id()).prop_map(|(t, id)| (Some(ConversationRef { r#type: t, id }), vec![])),
         1 => Just((None, f("conversation"))),
         1 => (bad_enum(1..=3), good_id()).prop_map(move |(t, id)| (
             Some(ConversationRef { r#type: t, id }), vec!["conversation.type".to_owned()])),

@@ -6,6 +6,13 @@ use super::conversations::{
     validate_remove_conversation, validate_remove_members,
 };
 use super::fetch::{fetch_case, validate_fetch};
+use super::history_changes::{
+    digest_case, edit_case, recall_case, validate_digest, validate_edit, validate_recall,
+};
+use super::organise::{
+    mark_conversation_case, mark_read_case, pin_case, sync_case, validate_mark_conversation,
+    validate_mark_read, validate_pin, validate_sync,
+};
 use super::removals::{remove_before_case, remove_case, validate_remove, validate_remove_before};
 use super::support::{Case, Expect};
 use proptest::prelude::*;
@@ -174,4 +181,50 @@ fn add_members_validation_holds_for_generated_requests() {
 fn remove_members_validation_holds_for_generated_requests() {
     let f = property("RemoveMembers", members_case(), validate_remove_members);
     assert!(f.invalid > f.cases / 3 && f.passed > 0 && f.denied > 0);
+}
+
+#[test]
+fn mark_read_validation_holds_for_generated_requests() {
+    let f = property("MarkRead", mark_read_case(), validate_mark_read);
+    assert!(f.invalid > f.cases / 3 && f.passed > 0);
+}
+
+#[test]
+fn pin_conversation_validation_holds_for_generated_requests() {
+    let f = property("PinConversation", pin_case(), validate_pin);
+    assert!(f.invalid > f.cases / 3 && f.passed > 0);
+}
+
+#[test]
+fn mark_conversation_validation_holds_for_generated_requests() {
+    let f = property(
+        "MarkConversation",
+        mark_conversation_case(),
+        validate_mark_conversation,
+    );
+    assert!(f.invalid > f.cases / 3 && f.passed > 0);
+}
+
+#[test]
+fn sync_conversations_validation_holds_for_generated_requests() {
+    let f = property("SyncConversations", sync_case(), validate_sync);
+    assert!(f.invalid > f.cases / 3 && f.passed > 0);
+}
+
+#[test]
+fn recall_message_validation_holds_for_generated_requests() {
+    let f = property("RecallMessage", recall_case(), validate_recall);
+    assert!(f.invalid > f.cases / 3 && f.passed > 0 && f.denied > 0);
+}
+
+#[test]
+fn edit_message_validation_holds_for_generated_requests() {
+    let f = property("EditMessage", edit_case(), validate_edit);
+    assert!(f.invalid > f.cases / 3 && f.passed > 0 && f.denied > 0);
+}
+
+#[test]
+fn digest_history_validation_holds_for_generated_requests() {
+    let f = property("DigestHistory", digest_case(), validate_digest);
+    assert!(f.invalid > f.cases / 3 && f.passed > 0);
 }

@@ -61,6 +61,16 @@ pub fn backend_who() -> impl Strategy<Value = Who> {
     ]
 }
 
+/// Who sends a request that a service makes for the user it acts for (recall, edit): mostly
+/// a service acting for alice, sometimes alice's own token or a service naming nobody.
+pub fn sender_who() -> impl Strategy<Value = Who> {
+    prop_oneof![
+        16 => Just(Who::ServiceAsUser),
+        2 => Just(Who::User),
+        2 => Just(Who::ServiceAlone),
+    ]
+}
+
 /// What the services must answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expect {
@@ -79,6 +89,16 @@ impl Expect {
         } else {
             Expect::Invalid(faults)
         }
+    }
+}
+
+/// The expectation of a user-scoped request: a service naming nobody is refused on
+/// `x-roaming-user` before anything else; otherwise the request's own faults.
+pub fn user_scoped(who: Who, faults: Vec<String>) -> Expect {
+    if who == Who::ServiceAlone {
+        Expect::Invalid(vec!["x-roaming-user".into()])
+    } else {
+        Expect::from_faults(faults)
     }
 }
 
