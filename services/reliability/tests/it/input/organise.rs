@@ -87,13 +87,17 @@ fn mark() -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// One list of a MarkConversation request. The contract sets no per-request count (at most 20
-/// marks per conversation, FAILED_PRECONDITION when executed), so the long lists, up to the
-/// 100 the service accepts, are valid whatever their length.
+/// Most entries of one list of a MarkConversation request (the contract's bound).
+const MARKS_PER_LIST: usize = 100;
+
+/// One list of a MarkConversation request: short lists, long ones up to the contract's 100
+/// entries (valid whatever their length: the 20 marks per conversation are a state rule,
+/// FAILED_PRECONDITION when executed), and lists past it.
 fn mark_list() -> BoxedStrategy<Vec<String>> {
     prop_oneof![
         12 => prop::collection::vec(mark(), 0..=4),
-        1 => prop::collection::vec(ids_of(1..=32), 21..=100),
+        1 => prop::collection::vec(ids_of(1..=32), 21..=MARKS_PER_LIST),
+        1 => prop::collection::vec(ids_of(1..=32), MARKS_PER_LIST + 1..=MARKS_PER_LIST + 30),
     ]
     .boxed()
 }
@@ -108,6 +112,9 @@ pub fn mark_conversation_case() -> BoxedStrategy<Case<cpb::MarkConversationReque
         .prop_map(|(c, add, remove, who)| {
             let mut faults = c.1;
             for (field, list) in [("add_marks", &add), ("remove_marks", &remove)] {
+                if list.len() > MARKS_PER_LIST {
+                    faults.push(field.to_owned());
+                }
                 faults.extend(
                     list.iter()
                         .enumerate()
