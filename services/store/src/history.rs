@@ -122,6 +122,17 @@ pub(crate) async fn view(
     let row = client
         .query_opt(&statement, &[&conversation.key(), &user.as_str()])
         .await?;
+    view_of(row.as_ref(), user, conversation)
+}
+
+/// [`view`]'s verdict on a row carrying [`sql::VIEW`]'s columns by name (`purged_through_seq`,
+/// `hidden_through_seq`, `is_member`, `last_seq`), or on no row (no such conversation): the
+/// statements that fold the view into themselves (MarkRead, recall, edit) answer with them.
+pub(crate) fn view_of(
+    row: Option<&tokio_postgres::Row>,
+    user: &UserId,
+    conversation: &Conversation,
+) -> Result<View> {
     let group = conversation.kind() != ConversationKind::Peer;
     let Some(row) = row else {
         if group {
@@ -133,15 +144,15 @@ pub(crate) async fn view(
             exists: false,
         });
     };
-    let purged: i64 = row.get(0);
-    let hidden: Option<i64> = row.get(1);
-    let member: Option<bool> = row.get(2);
+    let purged: i64 = row.try_get("purged_through_seq")?;
+    let hidden: Option<i64> = row.try_get("hidden_through_seq")?;
+    let member: Option<bool> = row.try_get("is_member")?;
     if group && member != Some(true) {
         return Err(not_a_member(user, conversation));
     }
     Ok(View {
         floor: purged.max(hidden.unwrap_or(0)),
-        last_seq: row.get(3),
+        last_seq: row.try_get("last_seq")?,
         exists: true,
     })
 }

@@ -1,9 +1,9 @@
 //! The user's read state and organisation of a conversation: read markers, pins, marks.
 
 use crate::error::{Error, Result};
-use crate::history::view;
+use crate::history::{view, view_of};
 use crate::{Store, sql};
-use roaming_domain::{Conversation, MsgId, UserId};
+use roaming_domain::{Conversation, ConversationKind, MsgId, UserId};
 
 /// Where MarkRead leaves the marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,8 @@ pub enum Organised {
 impl Store {
     /// Marks `conversation` read by `user` up to `msg_id` (its seq), or up to the newest
     /// stored message. The marker never moves back. An unknown id, one of another
-    /// conversation, or a PEER conversation that never started: `NotFound`.
+    /// conversation, or a PEER conversation that never started: `NotFound`. One statement
+    /// ([`sql::MARK_READ`]).
     pub async fn mark_read(
         &self,
         user: &UserId,
@@ -38,53 +39,37 @@ impl Store {
         unread_cap: i64,
     ) -> Result<ReadMarker> {
         let key = conversation.key();
+        let group = conversation.kind() != ConversationKind::Peer;
         with_conn!(self, |client| {
-            let view = view(&**client, user, conversation).await?;
-            if !view.exists {
-                return Err(not_started(conversation, user));
-            }
-            let seq = match msg_id {
-                None => view.last_seq,
-                Some(id) => {
-                    let statement = client.prepare_cached(sql::ANCHOR).await?;
-                    client
-                        .query_opt(&statement, &[&key, &id.0])
-                        .await?
-                        .map(|r| r.get::<_, i64>(0))
-                        .ok_or_else(|| {
-                            Error::NotFound(format!(
-                                "msg_id: message {id} is not in this conversation"
-                            ))
-                        })?
-                }
-            };
-            let statement = client.prepare_cached(sql::MARK_READ).await?;
+            let statement = client.prepare_cached(&sql::MARK_READ).await?;
             let row = client
-                .query_one(&statement, &[&key, &user.as_str(), &seq])
-                .await?;
-            let read_seq: i64 = row.try_get("read_seq")?;
-            let floor = row
-                .try_get::<_, i64>("hidden_through_seq")?
-                .max(row.try_get("purged_through_seq")?);
-            let last_seq: i64 = row.try_get("last_seq")?;
-            let statement = client.prepare_cached(sql::UNREAD).await?;
-            let unread_count: i64 = client
-                .query_one(
+                .query_opt(
                     &statement,
                     &[
                         &key,
                         &user.as_str(),
-                        &read_seq,
-                        &floor,
-                        &last_seq,
+                        &msg_id.map(|id| id.0),
+                        &group,
                         &unread_cap,
                     ],
                 )
-                .await?
-                .get(0);
+                .await?;
+            if !view_of(row.as_ref(), user, conversation)?.exists {
+                return Err(not_started(conversation, user));
+            }
+            let row = row.ok_or_else(|| {
+                Error::Internal("MarkRead: an existing conversation answered no row".into())
+            })?;
+            if let Some(id) = msg_id {
+                if row.try_get::<_, Option<i64>>("target_seq")?.is_none() {
+                    return Err(Error::NotFound(format!(
+                        "msg_id: message {id} is not in this conversation"
+                    )));
+                }
+            }
             Ok(ReadMarker {
-                read_seq,
-                unread_count,
+                read_seq: row.try_get("read_seq")?,
+                unread_count: row.try_get("unread_count")?,
             })
         })
     }

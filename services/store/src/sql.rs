@@ -511,32 +511,62 @@ pub const DIGEST: &str = "SELECT (m.seq - $2::bigint) / $4::bigint AS bucket, co
            WHERE t.conv_key = $1 AND t.user_id = $6 AND t.seq = m.seq OFFSET 0)
      GROUP BY 1 ORDER BY 1";
 
-/// MarkRead: user `$2`'s marker in conversation `$1` moves up to seq `$3` (never back), and
-/// the row is stamped when it moved; for PEER the other participant's row too (their
-/// `peer_read_seq`). Returns the marker and the unread count (saturating at `$4`).
-pub const MARK_READ: &str = "WITH moved AS (
-         UPDATE user_conversations SET read_seq = $3, change_xid = pg_current_xact_id()
-         WHERE conv_key = $1 AND user_id = $2 AND read_seq < $3
-         RETURNING conv_key
-     ), peer AS (
-         UPDATE user_conversations o SET change_xid = pg_current_xact_id()
-         FROM moved WHERE o.conv_key = moved.conv_key AND o.user_id <> $2 AND o.kind = 1
-     )
-     SELECT greatest(uc.read_seq, coalesce((SELECT $3::bigint FROM moved), 0)) AS read_seq,
-            uc.hidden_through_seq, c.purged_through_seq, c.last_seq
-     FROM user_conversations uc JOIN conversations c ON c.conv_key = uc.conv_key
-     WHERE uc.conv_key = $1 AND uc.user_id = $2";
+/// The columns of [`VIEW`] as a CTE `v` (with the caller's marker), for the statements that
+/// fold the access check into themselves; `history::view_of` reads its verdict from them.
+const VIEW_CTE: &str = "v AS (
+         SELECT c.purged_through_seq, uc.hidden_through_seq, uc.is_member, c.last_seq,
+                uc.read_seq AS was_read
+         FROM conversations c LEFT JOIN user_conversations uc
+           ON uc.conv_key = c.conv_key AND uc.user_id = $2
+         WHERE c.conv_key = $1)";
 
-/// The unread count of user `$2` in conversation `$1` with marker `$3` and floor `$4` up to
-/// last seq `$5`, saturating at `$6` (as in the list; `MARK_READ` answers with it).
-pub const UNREAD: &str = "SELECT least($6::bigint, greatest(0::bigint,
-         $5::bigint - greatest($3::bigint, $4::bigint)
-         - (SELECT count(*) FROM tombstones t
-            WHERE t.conv_key = $1 AND t.user_id = $2 AND t.seq > greatest($3::bigint, $4::bigint))
-         - (SELECT count(*) FROM messages r
-            WHERE r.conv_key = $1 AND r.recalled AND r.seq > greatest($3::bigint, $4::bigint)
-              AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.conv_key = $1
-                              AND t.user_id = $2 AND t.seq = r.seq))))";
+/// Unread count of user `$2` in conversation `$1` with read marker `{marker}` and floor
+/// `{floor}` up to last seq `{last}`, saturating at `{cap}` (the list's rule: the seqs above
+/// the marker minus the user's removals and the recalls above it; docs/schema.md).
+fn unread(marker: &str, floor: &str, last: &str, cap: &str) -> String {
+    format!(
+        "least({cap}, greatest(0::bigint, {last} - greatest({marker}, {floor})
+             - (SELECT count(*) FROM tombstones t
+                WHERE t.conv_key = $1 AND t.user_id = $2 AND t.seq > greatest({marker}, {floor}))
+             - (SELECT count(*) FROM messages x
+                WHERE x.conv_key = $1 AND x.recalled AND x.seq > greatest({marker}, {floor})
+                  AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.conv_key = $1
+                                  AND t.user_id = $2 AND t.seq = x.seq))))"
+    )
+}
+
+/// MarkRead in one statement: user `$2` reads conversation `$1` up to message `$3` (NULL: the
+/// newest seq); `$4` says it is a GROUP / CHATROOM (membership required), `$5` caps the
+/// count. The marker only moves forward, and a move stamps the row (and, for PEER, the
+/// other participant's: the receipt reaches their feed). Answers the view's columns (no row:
+/// no such conversation), `target_seq` (NULL: `$3` is not in it), the marker now and the
+/// unread count with it.
+pub static MARK_READ: LazyLock<String> = LazyLock::new(|| {
+    let unread = unread("r.read_seq", "r.floor", "v.last_seq", "$5::bigint");
+    format!(
+        "WITH {VIEW_CTE},
+         target AS (
+             SELECT CASE WHEN $3::bigint IS NULL THEN v.last_seq
+                         ELSE (SELECT a.seq FROM messages a
+                               WHERE a.conv_key = $1 AND a.msg_id = $3::bigint) END AS seq
+             FROM v WHERE v.is_member IS TRUE OR NOT $4::bool),
+         moved AS (
+             UPDATE user_conversations uc
+             SET read_seq = target.seq, change_xid = pg_current_xact_id()
+             FROM target WHERE uc.conv_key = $1 AND uc.user_id = $2 AND uc.read_seq < target.seq
+             RETURNING uc.read_seq),
+         peer AS (
+             UPDATE user_conversations o SET change_xid = pg_current_xact_id()
+             FROM moved WHERE o.conv_key = $1 AND o.user_id <> $2 AND o.kind = 1)
+         SELECT v.purged_through_seq, v.hidden_through_seq, v.is_member, v.last_seq,
+                t.seq AS target_seq, r.read_seq, {unread} AS unread_count
+         FROM v LEFT JOIN target t ON true
+         CROSS JOIN LATERAL (
+             SELECT greatest(coalesce(v.was_read, 0), coalesce((SELECT read_seq FROM moved), 0))
+                        AS read_seq,
+                    greatest(coalesce(v.hidden_through_seq, 0), v.purged_through_seq) AS floor) r"
+    )
+});
 
 /// Serialises one user's pin changes (the limit is checked and applied under it).
 pub const LOCK_PINS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('pins:' || $1, 0))";
@@ -574,35 +604,63 @@ pub const MARK: &str = "WITH next AS (
      )
      SELECT next.after AS marks FROM next WHERE cardinality(next.after) <= $5::bigint";
 
-/// Recall and edit: message `$2` of conversation `$1`, locked, with what the checks need.
-pub const MESSAGE_FOR_CHANGE: &str = "SELECT m.seq, m.sender, m.server_time_ms, m.recalled,
-         m.edit_version, c.purged_through_seq
-     FROM messages m JOIN conversations c ON c.conv_key = m.conv_key
-     WHERE m.conv_key = $1 AND m.msg_id = $2
-     FOR UPDATE OF m";
-
-/// Recalls message `$2` of conversation `$1`: gone for everybody, its content erased, stamped.
-pub const RECALL: &str = "UPDATE messages SET recalled = true, body = ''::bytea,
-         attributes = '{}'::jsonb, change_xid = pg_current_xact_id()
-     WHERE conv_key = $1 AND msg_id = $2";
-
-/// Edits message `$2` of conversation `$1`: body `$3`, attributes `$4`, at time `$5`.
-pub static EDIT: LazyLock<String> = LazyLock::new(|| {
+/// Recall and edit share their shape: the view `v`; message `$3` of conversation `$1`, locked,
+/// as `target` (under the lock: a concurrent change is seen, never overwritten); `done`, the
+/// change itself, made only when every rule holds (`{allowed}`, in SQL so that the check and
+/// the change are one atomic statement; `change::judge` says in Rust which rule failed when
+/// nothing changed); then the conversation stamped for the feed: a GROUP's row, a PEER
+/// conversation's two participant rows (never a row per member). `$2` is the acting user,
+/// `$4` says it is a GROUP / CHATROOM (membership required). Answers the view's columns (no
+/// row: no such conversation), the target's as `t_*` (NULL: not in it), and `{answer}`
+/// (which may read `done` as `d`).
+fn change(set: &str, allowed: &str, returning: &str, answer: &str) -> String {
     format!(
-        "UPDATE messages m SET body = $3, attributes = $4, edit_version = m.edit_version + 1,
-             edited_at_ms = $5, change_xid = pg_current_xact_id()
-         WHERE m.conv_key = $1 AND m.msg_id = $2
-         RETURNING {MESSAGE_COLUMNS}"
+        "WITH {VIEW_CTE},
+         target AS (
+             SELECT m.seq, m.sender, m.server_time_ms, m.recalled, m.edit_version
+             FROM messages m, v
+             WHERE m.conv_key = $1 AND m.msg_id = $3 AND (v.is_member IS TRUE OR NOT $4::bool)
+             FOR UPDATE OF m),
+         done AS (
+             UPDATE messages m SET {set}, change_xid = pg_current_xact_id()
+             FROM target t, v
+             WHERE m.conv_key = $1 AND m.seq = t.seq AND t.seq > v.purged_through_seq
+               AND t.sender = $2 AND NOT t.recalled AND {allowed}
+             RETURNING {returning}),
+         conv AS (
+             UPDATE conversations SET change_xid = pg_current_xact_id()
+             WHERE conv_key = $1 AND EXISTS (SELECT 1 FROM done) RETURNING kind),
+         parts AS (
+             UPDATE user_conversations uc SET change_xid = pg_current_xact_id()
+             FROM conv WHERE uc.conv_key = $1 AND conv.kind = 1)
+         SELECT v.purged_through_seq, v.hidden_through_seq, v.is_member, v.last_seq,
+                t.seq AS t_seq, t.sender AS t_sender, t.server_time_ms AS t_server_time_ms,
+                t.recalled AS t_recalled, t.edit_version AS t_edit_version, {answer}
+         FROM v LEFT JOIN target t ON true LEFT JOIN done d ON true"
+    )
+}
+
+/// Recalls message `$3` (see [`change`]) at time `$5` within window `$6` (ms): gone for
+/// everybody, its content erased. Answers `changed`.
+pub static RECALL: LazyLock<String> = LazyLock::new(|| {
+    change(
+        "recalled = true, body = ''::bytea, attributes = '{}'::jsonb",
+        "$5::bigint - t.server_time_ms <= $6::bigint",
+        "m.seq",
+        "d.seq IS NOT NULL AS changed",
     )
 });
 
-/// A conversation changed for everybody without a new message (recall, edit): a GROUP stamps
-/// its row, a PEER conversation both participants' rows (the feed's two ways in).
-pub const TOUCH_CONVERSATION: &str = "WITH c AS (
-         UPDATE conversations SET change_xid = pg_current_xact_id()
-         WHERE conv_key = $1 RETURNING kind)
-     UPDATE user_conversations uc SET change_xid = pg_current_xact_id()
-     FROM c WHERE uc.conv_key = $1 AND c.kind = 1";
+/// Edits message `$3` (see [`change`]): body `$5`, attributes `$6`, at time `$7`, while it has
+/// fewer than `$8` edits. Answers the message as it is now (NULL columns when unchanged).
+pub static EDIT: LazyLock<String> = LazyLock::new(|| {
+    change(
+        "body = $5, attributes = $6, edit_version = m.edit_version + 1, edited_at_ms = $7",
+        "t.edit_version < $8::integer",
+        MESSAGE_COLUMNS,
+        "d.*",
+    )
+});
 
 /// Messages of conversations `$1` recalled or edited in a transaction snapshot `$3` did not
 /// see, with whether user `$2` removed them (an edited message they removed is not theirs to
