@@ -885,6 +885,8 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
                 .filter(|(name, _)| settings.wants(name))
                 .collect();
             if !lists.is_empty() {
+                let planted = organise::plant_unread(&ctx).await?;
+                println!("  planted {planted} unread messages for the list users");
                 for (name, entries, sum, max) in organise::unread_profile(&ctx).await? {
                     println!(
                         "  {name}: the first page's {entries} entries count {sum} unread (max {max})"

@@ -1,9 +1,11 @@
 //! The read-state and change scenarios: what unread counts add to a list page, and MarkRead,
 //! RecallMessage and EditMessage against a raw single-row UPDATE.
 //!
-//! - `list_sql_read_state_<n>` (n = 10, 1,000: the workload's light and heavy users, whose
-//!   conversations were loaded by COPY with nothing read, so every message counts — up to
-//!   the saturation cap): the list statement ([`roaming_store::sql::LIST`]) with its unread
+//! - `list_sql_read_state_<n>` (n = 10, 1,000: the first [`PLANTED_USERS`] of the workload's
+//!   light and heavy users, whose conversations were loaded by COPY with nothing read, and in
+//!   [`PLANTED_CONVERSATIONS`] of each of which [`PLANTED_MESSAGES`] more messages from the
+//!   other side are planted first, so that some entries count hundreds of unread messages):
+//!   the list statement ([`roaming_store::sql::LIST`]) with its unread
 //!   count and receipt columns, against the same statement without them
 //!   ([`roaming_store::sql::LIST_WITHOUT_READ_STATE`]), both prepared on the bench's pool.
 //!   The ratio is what the read state costs a list page (the issue's bound: at most 20 %, a
@@ -25,6 +27,69 @@ use roaming_client::proto::history::v1 as hpb;
 use roaming_domain::{Conversation, MessageKind, NewMessage, UserId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// Users of each kind (light, heavy) whose list the list scenarios read.
+pub const PLANTED_USERS: usize = 2;
+
+/// Conversations of each such user that get [`PLANTED_MESSAGES`] unread messages more.
+pub const PLANTED_CONVERSATIONS: usize = 3;
+
+/// Unread messages planted in each of those conversations.
+pub const PLANTED_MESSAGES: usize = 300;
+
+/// The users the list scenarios read: the first [`PLANTED_USERS`] light or heavy users.
+fn list_users(ctx: &Ctx, heavy: bool) -> &[String] {
+    let users = if heavy {
+        &ctx.workload.heavy_users
+    } else {
+        &ctx.workload.light_users
+    };
+    &users[..users.len().min(PLANTED_USERS)]
+}
+
+/// Plants [`PLANTED_MESSAGES`] messages from the other side in [`PLANTED_CONVERSATIONS`] PEER
+/// conversations of each list user (through the store, 100 per append); returns how many.
+pub async fn plant_unread(ctx: &Ctx) -> anyhow::Result<usize> {
+    let mut planted = 0;
+    for heavy in [false, true] {
+        for user in list_users(ctx, heavy) {
+            let c = ctx.pool.get().await?;
+            let keys: Vec<String> = c
+                .query(
+                    "SELECT conv_key FROM user_conversations
+                     WHERE user_id = $1 AND kind = 1 AND is_member ORDER BY conv_key LIMIT $2",
+                    &[user, &(PLANTED_CONVERSATIONS as i64)],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            drop(c);
+            for key in keys {
+                let conversation = Conversation::from_key(&key)
+                    .ok_or_else(|| anyhow::anyhow!("{key} is not a conversation key"))?;
+                let Conversation::Peer { low, high } = &conversation else {
+                    continue;
+                };
+                let other = if low.as_str() == user { high } else { low }.clone();
+                for chunk in 0..PLANTED_MESSAGES.div_ceil(100) {
+                    let batch: Vec<NewMessage> = (0..100.min(PLANTED_MESSAGES - chunk * 100))
+                        .map(|i| NewMessage {
+                            conversation: conversation.clone(),
+                            sender: other.clone(),
+                            kind: MessageKind::Text,
+                            body: BODY.to_vec(),
+                            attributes: Default::default(),
+                            client_msg_id: format!("{}-unread-{chunk}-{i}", ctx.nonce),
+                        })
+                        .collect();
+                    planted += ctx.store.append(&batch, now_ms()).await?.len();
+                }
+            }
+        }
+    }
+    Ok(planted)
+}
 
 /// The list scenarios: (name, heavy user).
 pub const LIST_SCENARIOS: [(&str, bool); 2] = [
@@ -262,11 +327,7 @@ pub fn raw_update(ctx: &Arc<Ctx>, change: Change, slots: Slots) -> Op {
 /// state (`with_state`) or without.
 pub fn list_statement(ctx: &Arc<Ctx>, heavy: bool, with_state: bool) -> Op {
     ctx.op(move |ctx, w, i| async move {
-        let users = if heavy {
-            &ctx.workload.heavy_users
-        } else {
-            &ctx.workload.light_users
-        };
+        let users = list_users(&ctx, heavy);
         if users.is_empty() {
             return Err("no such users in this workload".into());
         }
@@ -333,17 +394,12 @@ impl ListParameters<'_> {
     }
 }
 
-/// The unread counts of the first list page of the first light and heavy users (how much
+/// The unread counts of the first list page of the first light and heavy user (how much
 /// the counts had to count), as `(name, entries, sum, max)`.
 pub async fn unread_profile(ctx: &Ctx) -> anyhow::Result<Vec<(String, usize, i64, i64)>> {
     let mut out = Vec::new();
     for (name, heavy) in LIST_SCENARIOS {
-        let users = if heavy {
-            &ctx.workload.heavy_users
-        } else {
-            &ctx.workload.light_users
-        };
-        let Some(user) = users.first() else {
+        let Some(user) = list_users(ctx, heavy).first() else {
             continue;
         };
         let c = ctx.pool.get().await?;
