@@ -608,8 +608,9 @@ pub const MARK: &str = "WITH next AS (
 /// as `target` (under the lock: a concurrent change is seen, never overwritten); `done`, the
 /// change itself, made only when every rule holds (`{allowed}`, in SQL so that the check and
 /// the change are one atomic statement; `change::judge` says in Rust which rule failed when
-/// nothing changed); then the conversation stamped for the feed: a GROUP's row, a PEER
-/// conversation's two participant rows (never a row per member). `$2` is the acting user,
+/// nothing changed); then the conversation stamped where the feed looks: a GROUP's
+/// `conversations` row, a PEER conversation's two participant rows (`SYNC_DELTA` reads the
+/// `conversations` stamp of groups only; never a row per member). `$2` is the acting user,
 /// `$4` says it is a GROUP / CHATROOM (membership required). Answers the view's columns (no
 /// row: no such conversation), the target's as `t_*` (NULL: not in it), and `{answer}`
 /// (which may read `done` as `d`).
@@ -629,10 +630,10 @@ fn change(set: &str, allowed: &str, returning: &str, answer: &str) -> String {
              RETURNING {returning}),
          conv AS (
              UPDATE conversations SET change_xid = pg_current_xact_id()
-             WHERE conv_key = $1 AND EXISTS (SELECT 1 FROM done) RETURNING kind),
+             WHERE conv_key = $1 AND $4::bool AND EXISTS (SELECT 1 FROM done)),
          parts AS (
              UPDATE user_conversations uc SET change_xid = pg_current_xact_id()
-             FROM conv WHERE uc.conv_key = $1 AND conv.kind = 1)
+             WHERE uc.conv_key = $1 AND NOT $4::bool AND EXISTS (SELECT 1 FROM done))
          SELECT v.purged_through_seq, v.hidden_through_seq, v.is_member, v.last_seq,
                 t.seq AS t_seq, t.sender AS t_sender, t.server_time_ms AS t_server_time_ms,
                 t.recalled AS t_recalled, t.edit_version AS t_edit_version, {answer}
