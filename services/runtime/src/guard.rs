@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tracing::{Instrument as _, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Settings of the guard.
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +133,7 @@ where
         let method = trace::rpc_name(path);
         let streaming = trace::is_server_streaming(path);
         let span = trace::rpc_span(method);
+        trace::continue_trace(&span, path, request.headers());
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -317,6 +319,15 @@ fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// The gRPC codes OpenTelemetry's RPC conventions mark as a server span's error (the
+/// others are the caller's doing).
+fn is_server_fault(code: &str) -> bool {
+    matches!(
+        code,
+        "Unknown" | "DeadlineExceeded" | "Unimplemented" | "Internal" | "Unavailable" | "DataLoss"
+    )
+}
+
 /// One call being measured; holds its admission permit and its quota place until the call
 /// is over.
 struct Observation {
@@ -348,6 +359,11 @@ impl Observation {
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         self.span.record("code", code);
         self.span.record("latency_ms", latency_ms);
+        if is_server_fault(code) {
+            // An exported span's status: the codes OpenTelemetry counts as a server's errors.
+            self.span
+                .set_status(opentelemetry::trace::Status::error(code));
+        }
         tracing::info!(parent: &self.span, "call finished");
     }
 }

@@ -4,14 +4,22 @@
 //! Everything logged inside a call carries the span's fields (rpc, caller `sub`, acting user,
 //! conversation); the guard records the status code and the latency when the call ends and
 //! logs one `call finished` line at INFO.
+//!
+//! The span continues the caller's trace: a W3C `traceparent` (and `tracestate`) in the
+//! request's metadata becomes its OpenTelemetry parent, so where spans are exported
+//! (`ROAMING_OTLP_ENDPOINT`) a gateway's trace shows the call, and the store operations in it,
+//! as its children. Without an exporter that costs nothing but reading the header.
 
 use crate::auth::Caller;
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use prost::Message as _;
 use roaming_domain::Conversation;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use tracing::Span;
 use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The label of a request path that names no Roaming RPC.
 pub const UNKNOWN_RPC: &str = "unknown";
@@ -20,6 +28,8 @@ pub const UNKNOWN_RPC: &str = "unknown";
 #[derive(Debug, Clone, Copy)]
 struct RpcInfo {
     name: &'static str,
+    /// `<package>.<Service>`.
+    service: &'static str,
     server_streaming: bool,
 }
 
@@ -32,13 +42,16 @@ static RPCS: LazyLock<HashMap<String, RpcInfo>> = LazyLock::new(|| {
     for file in set.file {
         let package = file.package();
         for service in &file.service {
+            let full: &'static str =
+                Box::leak(format!("{package}.{}", service.name()).into_boxed_str());
             for method in &service.method {
                 let name: &'static str = Box::leak(method.name().to_owned().into_boxed_str());
                 let info = RpcInfo {
                     name,
+                    service: full,
                     server_streaming: method.server_streaming(),
                 };
-                names.insert(format!("/{package}.{}/{name}", service.name()), info);
+                names.insert(format!("/{full}/{name}"), info);
             }
         }
     }
@@ -59,9 +72,12 @@ pub fn is_server_streaming(path: &str) -> bool {
 }
 
 /// The span of one call of `rpc`; the other fields are recorded as the call learns them.
+/// Exported, it is a server span named after the RPC.
 pub fn rpc_span(rpc: &'static str) -> Span {
     tracing::info_span!(
         "rpc",
+        otel.name = rpc,
+        otel.kind = "server",
         rpc,
         sub = Empty,
         user = Empty,
@@ -69,6 +85,36 @@ pub fn rpc_span(rpc: &'static str) -> Span {
         code = Empty,
         latency_ms = Empty
     )
+}
+
+/// Makes `span`, the span of a call to `path`, continue the caller's trace from the W3C
+/// `traceparent` and `tracestate` in `headers`, and gives it the RPC semantic-convention
+/// attributes. Does nothing where spans are not exported, or without a valid `traceparent`
+/// (the span then starts a trace of its own). Call it before the span is first entered.
+pub fn continue_trace(span: &Span, path: &str, headers: &http::HeaderMap) {
+    if let Some(rpc) = RPCS.get(path) {
+        span.set_attribute("rpc.system", "grpc");
+        span.set_attribute("rpc.service", rpc.service);
+        span.set_attribute("rpc.method", rpc.name);
+    }
+    if headers.contains_key("traceparent") {
+        let parent = TraceContextPropagator::new().extract(&MetadataExtractor(headers));
+        // Errs only where there is no exporting layer (or the span is off): nothing to join.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Request metadata as the propagator reads it.
+struct MetadataExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for MetadataExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
 }
 
 /// Records the authenticated caller in the current call's span.
