@@ -4,6 +4,10 @@
 //! gives up (deadline, cancelled stream) would leave PostgreSQL working for nobody. A `Conn`
 //! that is dropped before [`Conn::finish`] sends a cancel request for whatever is running and
 //! takes the connection out of the pool, so the cancel can never hit a later caller's query.
+//!
+//! Within a call, a `Conn` also holds a span, `sql`, from the wait for the pool to the
+//! connection's return: exported (`ROAMING_OTLP_ENDPOINT`), it is the call's SQL time, as a
+//! child of the call's span.
 
 use crate::db::Tls;
 use deadpool_postgres::{Client, Object};
@@ -15,13 +19,26 @@ pub(crate) struct Conn {
     /// Opens the cancel request as the pool opens connections (a server that takes only TLS
     /// connections refuses a plaintext cancel).
     tls: Tls,
+    /// The operation's `sql` span (none outside a call); closes when the `Conn` goes.
+    _span: tracing::Span,
 }
 
 impl Conn {
-    pub(crate) fn new(client: Object, tls: Tls) -> Self {
+    pub(crate) fn new(client: Object, tls: Tls, span: tracing::Span) -> Self {
         Self {
             client: Some(client),
             tls,
+            _span: span,
+        }
+    }
+
+    /// The span of a store operation beginning now: a child of the current call's span, and
+    /// none outside a call (the health watcher's pings start no traces of their own).
+    pub(crate) fn span() -> tracing::Span {
+        if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!("sql", otel.kind = "client", db.system = "postgresql")
         }
     }
 

@@ -92,6 +92,12 @@ impl Store {
 
     /// A connection for one operation; see [`conn::Conn`] for why it is not a bare pool object.
     pub(crate) async fn conn(&self) -> Result<conn::Conn> {
-        Ok(conn::Conn::new(self.pool.get().await?, self.tls.clone()))
+        // Opened before the pool wait, so the span counts it.
+        let span = conn::Conn::span();
+        Ok(conn::Conn::new(
+            self.pool.get().await?,
+            self.tls.clone(),
+            span,
+        ))
     }
 }
