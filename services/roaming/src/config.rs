@@ -290,6 +290,11 @@ pub struct ServeConfig {
     #[arg(long, env = "ROAMING_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Export traces over OTLP/gRPC to this collector (e.g. http://otel-collector:4317; off
+    /// when unset). Each call's span continues the caller's W3C traceparent.
+    #[arg(long, env = "ROAMING_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     #[command(flatten)]
     pub protection: ProtectionArgs,
 }

@@ -100,7 +100,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    telemetry::init(config.log_json);
+    let telemetry = roaming::telemetry::init(&config)?;
+    let result = serve_until_signal(config).await;
+    // The last calls' spans go out before the process exits.
+    telemetry.shutdown().await;
+    result
+}
+
+async fn serve_until_signal(config: ServeConfig) -> anyhow::Result<()> {
     // Refuse to start without a usable token key and cursor key, or with a bad TLS setting,
     // before touching the database.
     config.keys.authenticator()?;

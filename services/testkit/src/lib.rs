@@ -145,6 +145,8 @@ pub struct TestApp {
     pub db_name: String,
     pub db_url: String,
     server: RunningServer,
+    /// Trace export, when the configuration has an `otlp_endpoint`.
+    telemetry: Option<roaming::telemetry::Telemetry>,
 }
 
 impl TestApp {
@@ -153,13 +155,11 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
-    /// A server with the test configuration as `configure` changes it.
+    /// A server with the test configuration as `configure` changes it. With an
+    /// `otlp_endpoint`, the process's subscriber and trace export are installed as
+    /// `roaming serve` installs them (`roaming::telemetry::init`), once per process: such a
+    /// test has a test target of its own. [`TestApp::stop`] flushes the export.
     pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
-        TRACING.call_once(|| {
-            if std::env::var_os("TEST_LOG").is_some() {
-                roaming_runtime::telemetry::init(false);
-            }
-        });
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let db_name = format!(
             "roaming_test_{}_{}_{}",
@@ -175,6 +175,17 @@ impl TestApp {
         let mut config = test_config();
         configure(&mut config);
         config.database.database_url = db_url.clone();
+        let telemetry = match config.otlp_endpoint {
+            Some(_) => Some(roaming::telemetry::init(&config).expect("trace export starts")),
+            None => {
+                TRACING.call_once(|| {
+                    if std::env::var_os("TEST_LOG").is_some() {
+                        roaming_runtime::telemetry::init(false);
+                    }
+                });
+                None
+            }
+        };
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
         let app = roaming::App::from_config(config.clone())
             .await
@@ -194,6 +205,7 @@ impl TestApp {
             db_name,
             db_url,
             server,
+            telemetry,
         }
     }
 
@@ -270,9 +282,14 @@ impl TestApp {
         client
     }
 
-    /// Signals shutdown and waits for the server to stop.
+    /// Signals shutdown and waits for the server to stop; then exports the spans still
+    /// buffered, if traces are exported.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
-        self.server.stop().await
+        let result = self.server.stop().await;
+        if let Some(telemetry) = self.telemetry.take() {
+            telemetry.shutdown().await;
+        }
+        result
     }
 
     /// Stores one message through the service token and returns it.
