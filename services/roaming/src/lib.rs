@@ -5,6 +5,7 @@
 
 mod app;
 pub mod config;
+pub mod local_pg;
 mod server;
 pub mod telemetry;
 

@@ -1,10 +1,12 @@
-//! `roaming`: serve, migrate, or mint a token.
+//! `roaming`: serve, serve over a private PostgreSQL (`dev`), migrate, or mint a token.
 
 use clap::{Parser, Subcommand};
 use roaming::App;
 use roaming::config::{DatabaseArgs, ServeConfig, read_pem};
+use roaming::local_pg;
 use roaming_runtime::cursor::CursorKeySource;
 use roaming_runtime::{TokenSigner, auth, telemetry};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Roaming: message roaming (conversation list and history) over gRPC.
@@ -19,6 +21,10 @@ struct Cli {
 enum Command {
     /// Run the services (both by default) on one port, migrating the database first.
     Serve(Box<ServeConfig>),
+    /// Like `serve`, over a private PostgreSQL cluster in --data-dir made from the locally
+    /// installed PostgreSQL binaries (initdb on first use, a free loopback port, stopped on
+    /// exit): for a machine where no PostgreSQL server runs. --database-url is ignored.
+    Dev(Box<DevArgs>),
     /// Create the database if missing and apply the schema, then exit.
     Migrate {
         #[command(flatten)]
@@ -26,6 +32,19 @@ enum Command {
     },
     /// Print a token for local testing.
     Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DevArgs {
+    /// The private cluster's directory (created, and initialised on first use; kept between
+    /// runs, so is the data).
+    #[arg(long, env = "ROAMING_DEV_DATA_DIR", default_value = ".roaming-dev")]
+    data_dir: PathBuf,
+    /// The cluster's port on 127.0.0.1 (default: a free one at each start).
+    #[arg(long, env = "ROAMING_DEV_PG_PORT")]
+    pg_port: Option<u16>,
+    #[command(flatten)]
+    serve: ServeConfig,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args).await,
+        Command::Dev(args) => dev(*args).await,
         Command::Migrate { database } => {
             telemetry::init(false);
             roaming::open_store(
@@ -97,6 +117,67 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `roaming dev`: a private cluster in `data_dir` (see `roaming::local_pg`), then `serve`
+/// over it, then the cluster is stopped, whether serving ended by a signal or an error.
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let DevArgs {
+        data_dir,
+        pg_port,
+        serve: config,
+    } = args;
+    let telemetry = roaming::telemetry::init(&config)?;
+    let result = dev_over(&data_dir, pg_port, config).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn dev_over(
+    data_dir: &Path,
+    pg_port: Option<u16>,
+    mut config: ServeConfig,
+) -> anyhow::Result<()> {
+    // A bad key setting is reported before anything is made.
+    config.keys.authenticator()?;
+    std::fs::create_dir_all(data_dir)?;
+    let lock = claim_data_dir(data_dir)?;
+    let mut cluster = local_pg::Cluster::init(data_dir, "")?;
+    cluster.start(pg_port)?;
+    tracing::info!(
+        port = cluster.port(),
+        data = %cluster.data_dir().display(),
+        log = %cluster.log_path().display(),
+        "private PostgreSQL started (psql -h 127.0.0.1 -p <port> -U postgres roaming)"
+    );
+    config.database.database_url = cluster.url("roaming");
+    let served = serve_until_signal(config).await;
+    match cluster.stop(local_pg::StopMode::Fast) {
+        Ok(()) => tracing::info!("private PostgreSQL stopped"),
+        Err(e) => tracing::error!(error = format!("{e:#}"), "stopping the private PostgreSQL"),
+    }
+    let _ = std::fs::remove_file(lock);
+    served
+}
+
+/// Writes `dir/roaming-dev.pid`, refusing when another live `roaming dev` wrote it (it would
+/// have its cluster stopped under it).
+fn claim_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    let lock = dir.join("roaming-dev.pid");
+    let me = std::process::id();
+    if let Some(pid) = std::fs::read_to_string(&lock)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    {
+        if pid != me && local_pg::process_runs(pid, "roaming") {
+            anyhow::bail!(
+                "another `roaming dev` (pid {pid}) uses {}; stop it or choose another --data-dir",
+                dir.display()
+            );
+        }
+    }
+    std::fs::write(&lock, format!("{me}\n"))?;
+    Ok(lock)
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ mod config;
 mod conversation_list;
 mod conversation_membership;
 mod conversation_removal;
+mod dev;
 mod history_append;
 mod history_concurrency;
 mod history_fetch;
