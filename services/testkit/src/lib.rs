@@ -15,7 +15,7 @@ use roaming_runtime::TokenSigner;
 use roaming_store::Store;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -27,10 +27,82 @@ pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static TRACING: Once = Once::new();
 
-/// Where tests create their databases (the server's maintenance database).
+/// The maintenance database used when nothing else is configured and 127.0.0.1:5432 answers.
+pub const LOCAL_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Where tests create their databases (the server's maintenance database), decided once per
+/// test process by [`choose_test_database`] from `ROAMING_TEST_DATABASE_URL` and whether
+/// anything listens on 127.0.0.1:5432: that URL, the local server's, or a private cluster's.
 pub fn admin_url() -> String {
-    std::env::var("ROAMING_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let configured = std::env::var("ROAMING_TEST_DATABASE_URL").ok();
+        let local = SocketAddr::from(([127, 0, 0, 1], 5432));
+        match choose_test_database(configured.as_deref(), local) {
+            TestDatabase::Configured(url) => url,
+            TestDatabase::Local => LOCAL_ADMIN_URL.to_owned(),
+            TestDatabase::Private => private_cluster().url("postgres"),
+        }
+    })
+    .clone()
+}
+
+/// Which PostgreSQL a test process uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestDatabase {
+    /// `ROAMING_TEST_DATABASE_URL`: always this one, reachable or not.
+    Configured(String),
+    /// The server at 127.0.0.1:5432 ([`LOCAL_ADMIN_URL`]): something listens there.
+    Local,
+    /// A private cluster of this process (`roaming::local_pg`, as `roaming dev` makes):
+    /// `ROAMING_TEST_DATABASE_URL=private`, or unset with nothing listening on 5432.
+    Private,
+}
+
+/// The choice behind [`admin_url`]: `configured` is `ROAMING_TEST_DATABASE_URL`, `local`
+/// the address probed when it is unset (127.0.0.1:5432).
+pub fn choose_test_database(configured: Option<&str>, local: SocketAddr) -> TestDatabase {
+    match configured.map(str::trim).filter(|s| !s.is_empty()) {
+        Some("private") => TestDatabase::Private,
+        Some(url) => TestDatabase::Configured(url.to_owned()),
+        None if std::net::TcpStream::connect_timeout(&local, Duration::from_secs(1)).is_ok() => {
+            TestDatabase::Local
+        }
+        None => TestDatabase::Private,
+    }
+}
+
+/// This process's private cluster: made and started on first use (initdb in `$TMPDIR`,
+/// a free port), shared by every test of the process, stopped and removed by a watcher
+/// once the process has ended (statics are never dropped).
+pub fn private_cluster() -> &'static roaming::local_pg::Cluster {
+    static CLUSTER: OnceLock<roaming::local_pg::Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!(
+            "roaming-testkit-pg-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let fail = |e: anyhow::Error| -> ! {
+            panic!(
+                "no test database: ROAMING_TEST_DATABASE_URL is unset and nothing listens on \
+                 127.0.0.1:5432, and a private cluster could not be made: {e:#}"
+            )
+        };
+        // Durability does not matter to a cluster that lives as long as one test process.
+        let conf = "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n";
+        let mut cluster = roaming::local_pg::Cluster::init(&dir, conf).unwrap_or_else(|e| fail(e));
+        cluster.start(None).unwrap_or_else(|e| fail(e));
+        cluster
+            .stop_when_process_exits(std::process::id(), true)
+            .unwrap_or_else(|e| fail(e));
+        eprintln!(
+            "roaming-testkit: this test process uses a private PostgreSQL on 127.0.0.1:{} ({})",
+            cluster.port(),
+            cluster.dir().display()
+        );
+        cluster
+    })
 }
 
 /// The configuration every test server starts from: the defaults of `roaming serve`, tokens
@@ -189,7 +261,7 @@ impl TestApp {
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
         let app = roaming::App::from_config(config.clone())
             .await
-            .expect("PostgreSQL must run at 127.0.0.1:5432 (or set ROAMING_TEST_DATABASE_URL)")
+            .expect("the test database (see roaming_testkit::admin_url) must accept connections")
             .with_clock(clock.clone());
         let store = app.store.clone();
         let server = RunningServer::bind(app).await;

@@ -3,10 +3,10 @@
 use roaming_store::db;
 use tokio_postgres::Client;
 
-/// Where tests create their databases (the server's maintenance database).
+/// Where tests create their databases (the server's maintenance database): the testkit's
+/// choice (`ROAMING_TEST_DATABASE_URL`, else 127.0.0.1:5432, else a private cluster).
 pub fn admin_url() -> String {
-    std::env::var("ROAMING_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    roaming_testkit::admin_url()
 }
 
 /// The init migration's SQL, as the previous runner embedded it.
@@ -25,7 +25,7 @@ impl TestDb {
         let admin_config = db::parse_url(&admin_url()).unwrap();
         let admin = db::connect(&admin_config)
             .await
-            .expect("PostgreSQL must run at 127.0.0.1:5432 (or set ROAMING_TEST_DATABASE_URL)");
+            .expect("the test database (see roaming_testkit::admin_url) must accept connections");
         admin
             .batch_execute(&format!("CREATE DATABASE {}", db::quote_ident(&name)))
             .await
