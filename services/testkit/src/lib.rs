@@ -112,6 +112,13 @@ pub fn test_config() -> ServeConfig {
     let mut config = ServeConfig::defaults();
     config.keys.jwt_secret = Some(SECRET.to_owned());
     config.drain_timeout = Duration::from_secs(5).into();
+    // The pool's 2 s defaults are a production choice (answer UNAVAILABLE, let the client retry
+    // elsewhere); under a loaded test machine opening a connection or waiting for one behind
+    // locked rows can take longer, and a test of something else must not fail for it (a flake
+    // hunt saw a recall racing an edit and a removal refused so). Tests of those timeouts set
+    // their own.
+    config.pool.pool_wait_timeout = Duration::from_secs(60).into();
+    config.pool.pool_connect_timeout = Duration::from_secs(60).into();
     config
 }
 
