@@ -648,13 +648,25 @@ pub async fn six_hundred_zero_window_calls() {
     let mut rss_peak = rss_before;
     let mut in_flight_peak = 0f64;
     let mut next_scrape = Instant::now();
-    // For `attack_for`, and until the victim has had enough calls to measure a p99 (a count,
-    // not a time: a loaded machine makes the attack longer, never the test fail).
-    while attack_started.elapsed() < attack_for || victim.lock().unwrap().attack.len() < 200 {
+    // For `attack_for`, and until the victim has had enough calls to measure a p99 and the
+    // server has shown its defences as often as the checks below need (stalls ended, the
+    // attacker's connections closed, calls refused by the quota): counts, not times, so a
+    // loaded machine makes the attack longer, never the test fail (the flake hunt saw 9 of the
+    // 10 connections closed within 16 s once).
+    let mut defended = false;
+    while attack_started.elapsed() < attack_for
+        || victim.lock().unwrap().attack.len() < 200
+        || !defended
+    {
         rss_peak = rss_peak.max(server.rss_kib());
         if Instant::now() >= next_scrape {
             let scrape = server.scrape().await;
             in_flight_peak = in_flight_peak.max(metric_sum(&scrape, "roaming_grpc_in_flight", &[]));
+            let so_far =
+                |name: &str| metric_sum(&scrape, name, &[]) - metric_sum(&scrape_before, name, &[]);
+            defended = so_far("roaming_grpc_stalled_total") >= USER_QUOTA as f64
+                && so_far("roaming_connections_closed_total") >= CONNECTIONS as f64
+                && so_far("roaming_grpc_quota_refused_total") >= (LANES - USER_QUOTA) as f64;
             next_scrape += Duration::from_secs(1);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
