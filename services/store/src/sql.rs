@@ -143,22 +143,38 @@ pub fn page_statement(backward: bool, filter: PageFilter) -> &'static str {
 /// never above one's own marker (sending moves it), and removals by id are sparse (see
 /// docs/schema.md, "Read state").
 fn read_state(cap: &str) -> String {
+    let unread = unread(
+        "s.conv_key",
+        "s.user_id",
+        "s.read_seq",
+        "s.floor",
+        "s.last_seq",
+        cap,
+    );
     format!(
-        "s.read_seq,
-         least({cap}, greatest(0::bigint, s.last_seq - greatest(s.read_seq, s.floor)
-             - (SELECT count(*) FROM tombstones t
-                WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id
-                  AND t.seq > greatest(s.read_seq, s.floor))
-             - (SELECT count(*) FROM messages r
-                WHERE r.conv_key = s.conv_key AND r.recalled
-                  AND r.seq > greatest(s.read_seq, s.floor)
-                  AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.conv_key = r.conv_key
-                                  AND t.user_id = s.user_id AND t.seq = r.seq)))) AS unread_count,
+        "s.read_seq, {unread} AS unread_count,
          CASE WHEN s.kind = 1 THEN coalesce(
              (SELECT o.read_seq FROM user_conversations o
               WHERE o.conv_key = s.conv_key AND o.user_id <> s.user_id LIMIT 1), s.read_seq)
               ELSE 0 END AS peer_read_seq,
          s.pinned_at_ms, s.marks"
+    )
+}
+
+/// The unread count of user `{user}` in conversation `{key}` with read marker `{marker}` and
+/// floor `{floor}` up to last seq `{last}`, saturating at `{cap}`: the seqs above the marker
+/// minus the user's removals and the recalls above it (docs/schema.md, "Read state"). The one
+/// rule the list, the feed and MarkRead share.
+fn unread(key: &str, user: &str, marker: &str, floor: &str, last: &str, cap: &str) -> String {
+    format!(
+        "least({cap}, greatest(0::bigint, {last} - greatest({marker}, {floor})
+             - (SELECT count(*) FROM tombstones t
+                WHERE t.conv_key = {key} AND t.user_id = {user}
+                  AND t.seq > greatest({marker}, {floor}))
+             - (SELECT count(*) FROM messages x
+                WHERE x.conv_key = {key} AND x.recalled AND x.seq > greatest({marker}, {floor})
+                  AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.conv_key = {key}
+                                  AND t.user_id = {user} AND t.seq = x.seq))))"
     )
 }
 
@@ -520,21 +536,6 @@ const VIEW_CTE: &str = "v AS (
            ON uc.conv_key = c.conv_key AND uc.user_id = $2
          WHERE c.conv_key = $1)";
 
-/// Unread count of user `$2` in conversation `$1` with read marker `{marker}` and floor
-/// `{floor}` up to last seq `{last}`, saturating at `{cap}` (the list's rule: the seqs above
-/// the marker minus the user's removals and the recalls above it; docs/schema.md).
-fn unread(marker: &str, floor: &str, last: &str, cap: &str) -> String {
-    format!(
-        "least({cap}, greatest(0::bigint, {last} - greatest({marker}, {floor})
-             - (SELECT count(*) FROM tombstones t
-                WHERE t.conv_key = $1 AND t.user_id = $2 AND t.seq > greatest({marker}, {floor}))
-             - (SELECT count(*) FROM messages x
-                WHERE x.conv_key = $1 AND x.recalled AND x.seq > greatest({marker}, {floor})
-                  AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.conv_key = $1
-                                  AND t.user_id = $2 AND t.seq = x.seq))))"
-    )
-}
-
 /// MarkRead in one statement: user `$2` reads conversation `$1` up to message `$3` (NULL: the
 /// newest seq); `$4` says it is a GROUP / CHATROOM (membership required), `$5` caps the
 /// count. The marker only moves forward, and a move stamps the row (and, for PEER, the
@@ -542,7 +543,14 @@ fn unread(marker: &str, floor: &str, last: &str, cap: &str) -> String {
 /// no such conversation), `target_seq` (NULL: `$3` is not in it), the marker now and the
 /// unread count with it.
 pub static MARK_READ: LazyLock<String> = LazyLock::new(|| {
-    let unread = unread("r.read_seq", "r.floor", "v.last_seq", "$5::bigint");
+    let unread = unread(
+        "$1",
+        "$2",
+        "r.read_seq",
+        "r.floor",
+        "v.last_seq",
+        "$5::bigint",
+    );
     format!(
         "WITH {VIEW_CTE},
          target AS (
