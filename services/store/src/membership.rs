@@ -60,6 +60,9 @@ impl Store {
         with_conn!(self, |client| {
             let tx = client.transaction().await?;
             tx.execute(sql::CREATE_CONVERSATION, &[&key, &kind]).await?;
+            // Several rows are written: the conversation's row lock comes first (the schema
+            // doc's "Lock order"), so this cannot deadlock with an append of its senders.
+            tx.execute(sql::LOCK, &[&key]).await?;
             tx.execute(sql::ADD_PARTICIPANTS, &[&key, &ids, &kind])
                 .await?;
             tx.commit().await?;

@@ -30,7 +30,7 @@ impl Store {
     /// Marks `conversation` read by `user` up to `msg_id` (its seq), or up to the newest
     /// stored message. The marker never moves back. An unknown id, one of another
     /// conversation, or a PEER conversation that never started: `NotFound`. One statement
-    /// ([`sql::MARK_READ`]).
+    /// ([`sql::MARK_READ_PEER`] / [`sql::MARK_READ_GROUP`]).
     pub async fn mark_read(
         &self,
         user: &UserId,
@@ -41,7 +41,12 @@ impl Store {
         let key = conversation.key();
         let group = conversation.kind() != ConversationKind::Peer;
         with_conn!(self, |client| {
-            let statement = client.prepare_cached(&sql::MARK_READ).await?;
+            let text = if group {
+                &sql::MARK_READ_GROUP
+            } else {
+                &sql::MARK_READ_PEER
+            };
+            let statement = client.prepare_cached(text).await?;
             let row = client
                 .query_opt(
                     &statement,

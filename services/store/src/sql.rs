@@ -346,10 +346,14 @@ pub const ADD_PARTICIPANTS: &str = "INSERT INTO user_conversations (conv_key, us
      ON CONFLICT (conv_key, user_id) DO UPDATE SET is_member = true,
                                                    change_xid = pg_current_xact_id()";
 
-/// End the membership of users `$2` in conversation `$1`.
-pub const REMOVE_MEMBERS: &str = "UPDATE user_conversations
+/// End the membership of users `$2` in conversation `$1`. It writes several rows, so it takes
+/// the conversation's row lock first (the schema doc's "Lock order"): the rows it writes are
+/// only written once that lock is granted.
+pub const REMOVE_MEMBERS: &str = "WITH locked AS (
+         SELECT conv_key FROM conversations WHERE conv_key = $1 FOR NO KEY UPDATE)
+     UPDATE user_conversations uc
      SET is_member = false, change_xid = pg_current_xact_id(), pinned_at_ms = NULL, marks = '{}'
-     WHERE conv_key = $1 AND user_id = ANY($2) AND is_member";
+     FROM locked WHERE uc.conv_key = locked.conv_key AND uc.user_id = ANY($2) AND uc.is_member";
 
 /// Which of message ids `$2` are in conversation `$1`, with their seqs.
 pub const SEQS_OF_IDS: &str =
@@ -536,13 +540,27 @@ const VIEW_CTE: &str = "v AS (
            ON uc.conv_key = c.conv_key AND uc.user_id = $2
          WHERE c.conv_key = $1)";
 
+/// [`VIEW_CTE`] taking the conversation's row lock first: the lock order's first step for the
+/// statements that write more than one row of a conversation (see the schema doc's "Lock
+/// order"). Every later lock of the statement waits for this CTE's row, and the row it answers
+/// is the newest committed version once the lock is granted.
+const VIEW_CTE_LOCKED: &str = "v AS (
+         SELECT c.purged_through_seq, uc.hidden_through_seq, uc.is_member, c.last_seq,
+                uc.read_seq AS was_read
+         FROM conversations c LEFT JOIN user_conversations uc
+           ON uc.conv_key = c.conv_key AND uc.user_id = $2
+         WHERE c.conv_key = $1
+         FOR NO KEY UPDATE OF c)";
+
 /// MarkRead in one statement: user `$2` reads conversation `$1` up to message `$3` (NULL: the
 /// newest seq); `$4` says it is a GROUP / CHATROOM (membership required), `$5` caps the
 /// count. The marker only moves forward, and a move stamps the row (and, for PEER, the
 /// other participant's: the receipt reaches their feed). Answers the view's columns (no row:
 /// no such conversation), `target_seq` (NULL: `$3` is not in it), the marker now and the
-/// unread count with it.
-pub static MARK_READ: LazyLock<String> = LazyLock::new(|| {
+/// unread count with it. A PEER conversation's MarkRead writes two rows, so it takes the
+/// conversation's row lock first ([`MARK_READ_PEER`]); a group's writes the caller's row only
+/// and takes no lock that appends would queue behind ([`MARK_READ_GROUP`]).
+fn mark_read(view_cte: &str) -> String {
     let unread = unread(
         "$1",
         "$2",
@@ -552,7 +570,7 @@ pub static MARK_READ: LazyLock<String> = LazyLock::new(|| {
         "$5::bigint",
     );
     format!(
-        "WITH {VIEW_CTE},
+        "WITH {view_cte},
          target AS (
              SELECT CASE WHEN $3::bigint IS NULL THEN v.last_seq
                          ELSE (SELECT a.seq FROM messages a
@@ -574,7 +592,13 @@ pub static MARK_READ: LazyLock<String> = LazyLock::new(|| {
                         AS read_seq,
                     greatest(coalesce(v.hidden_through_seq, 0), v.purged_through_seq) AS floor) r"
     )
-});
+}
+
+/// [`mark_read`] of a PEER conversation: the conversation's row locked first.
+pub static MARK_READ_PEER: LazyLock<String> = LazyLock::new(|| mark_read(VIEW_CTE_LOCKED));
+
+/// [`mark_read`] of a GROUP or CHATROOM: the caller's row only.
+pub static MARK_READ_GROUP: LazyLock<String> = LazyLock::new(|| mark_read(VIEW_CTE));
 
 /// Serialises one user's pin changes (the limit is checked and applied under it).
 pub const LOCK_PINS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('pins:' || $1, 0))";
@@ -612,7 +636,9 @@ pub const MARK: &str = "WITH next AS (
      )
      SELECT next.after AS marks FROM next WHERE cardinality(next.after) <= $5::bigint";
 
-/// Recall and edit share their shape: the view `v`; message `$3` of conversation `$1`, locked,
+/// Recall and edit share their shape: the view `v`, taking the conversation's row lock (the
+/// lock order's first step: a change then locks the message and stamps other rows); message
+/// `$3` of conversation `$1`, locked,
 /// as `target` (under the lock: a concurrent change is seen, never overwritten); `done`, the
 /// change itself, made only when every rule holds (`{allowed}`, in SQL so that the check and
 /// the change are one atomic statement; `change::judge` says in Rust which rule failed when
@@ -624,7 +650,7 @@ pub const MARK: &str = "WITH next AS (
 /// (which may read `done` as `d`).
 fn change(set: &str, allowed: &str, returning: &str, answer: &str) -> String {
     format!(
-        "WITH {VIEW_CTE},
+        "WITH {VIEW_CTE_LOCKED},
          target AS (
              SELECT m.seq, m.sender, m.server_time_ms, m.recalled, m.edit_version
              FROM messages m, v

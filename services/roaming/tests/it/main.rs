@@ -13,6 +13,7 @@ mod history_append;
 mod history_concurrency;
 mod history_fetch;
 mod history_remove;
+mod lock_order;
 mod protection;
 mod read_state;
 mod recall_edit;
