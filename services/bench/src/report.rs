@@ -53,7 +53,8 @@ impl Cell {
 
 /// What a cell's `store_sql` figure is now: the store's own calls in the bench process.
 pub const STORE_API: &str = "the store's own API called in the bench process \
-     (`roaming_store::Store`: `anchor_seq` + `fetch_page`, `list_conversations`, `append`), \
+     (`roaming_store::Store`: `fetch_page` (one statement since 2026-12-01; `anchor_seq` + \
+     `fetch_page` before), `list_conversations`, `append`), \
      on a pool of the same size";
 
 /// What it was in runs whose cells have no `store_is`.

@@ -13,7 +13,7 @@ use roaming_client::proto::common::v1::ConversationRef;
 use roaming_client::proto::conversation::v1 as cpb;
 use roaming_client::proto::history::v1 as hpb;
 use roaming_domain::{Conversation, ConversationKind, MessageKind, MsgId, NewMessage, UserId};
-use roaming_store::{Direction, ListQuery, PageQuery, Store};
+use roaming_store::{Direction, ListQuery, PageQuery, PageStart, Store};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -140,8 +140,6 @@ impl Workload {
 /// The SQL of the read ceilings: the store's own statements (so the ceiling is always what
 /// the service runs), plus the raw INSERT ceilings.
 pub mod sql {
-    pub use roaming_store::sql::{ANCHOR, VIEW};
-
     /// `Store::fetch_page`, for `order` `ASC` or `DESC`.
     pub fn page(order: &str) -> String {
         match order {
@@ -387,14 +385,14 @@ fn store_view(t: &Target) -> Result<(UserId, Conversation), String> {
 }
 
 /// A page request as the history service hands it to the store (no filters).
-fn page_query(backward: bool, after_seq: i64, limit: u32) -> PageQuery {
+fn page_query(backward: bool, start: PageStart, limit: u32) -> PageQuery {
     PageQuery {
         direction: if backward {
             Direction::Backward
         } else {
             Direction::Forward
         },
-        after_seq,
+        start,
         limit,
         start_time_ms: None,
         end_time_ms: None,
@@ -553,8 +551,8 @@ impl Ctx {
         Ok(Done::items(n))
     }
 
-    /// A read scenario through the store's own API in this process (`anchor_seq` and
-    /// `fetch_page`, `list_conversations`), as the server calls it.
+    /// A read scenario through the store's own API in this process (`fetch_page`,
+    /// `list_conversations`), as the server calls it.
     pub fn store_read(self: &Arc<Self>, read: Read) -> Op {
         self.op(move |ctx, w, i| async move { ctx.store_read_once(read, w, i).await })
     }
@@ -563,21 +561,24 @@ impl Ctx {
         match self.pick_read(read, w, i) {
             Pick::Page(p) => {
                 let (reader, conversation) = store_view(p.target)?;
-                let seq = self
-                    .store
-                    .anchor_seq(&reader, &conversation, MsgId(p.anchor), "start_msg_id")
-                    .await
-                    .map_err(db_error)?;
+                let start = PageStart::AfterMessage {
+                    msg_id: MsgId(p.anchor),
+                    field: "start_msg_id",
+                };
                 let page = self
                     .store
-                    .fetch_page(&reader, &conversation, &page_query(p.backward, seq, p.size))
+                    .fetch_page(
+                        &reader,
+                        &conversation,
+                        &page_query(p.backward, start, p.size),
+                    )
                     .await
                     .map_err(db_error)?;
                 Ok(Done::items(page.messages.len() as u64))
             }
             Pick::Stream(target) => {
                 let (reader, conversation) = store_view(target)?;
-                let mut query = page_query(true, Direction::Backward.start(), 50);
+                let mut query = page_query(true, PageStart::After(Direction::Backward.start()), 50);
                 let mut total = 0u64;
                 for _ in 0..100 {
                     let page = self
@@ -587,7 +588,7 @@ impl Ctx {
                         .map_err(db_error)?;
                     total += page.messages.len() as u64;
                     match page.messages.last() {
-                        Some(last) if !page.is_end => query.after_seq = last.seq,
+                        Some(last) if !page.is_end => query.start = PageStart::After(last.seq),
                         _ => break,
                     }
                 }
@@ -622,30 +623,17 @@ impl Ctx {
 
     async fn ceiling_once(&self, read: Read, w: usize, i: u64) -> Result<Done, String> {
         match self.pick_read(read, w, i) {
-            Pick::Page(p) => {
-                // anchor_seq: one checkout, view + anchor lookup.
-                let seq: i64 = {
-                    let c = self.pool.get().await.map_err(db_error)?;
-                    let view = c.prepare_cached(sql::VIEW).await.map_err(db_error)?;
-                    c.query_opt(&view, &[&p.target.key, &p.target.reader])
-                        .await
-                        .map_err(db_error)?;
-                    let anchor_stmt = c.prepare_cached(sql::ANCHOR).await.map_err(db_error)?;
-                    c.query_opt(&anchor_stmt, &[&p.target.key, &p.anchor])
-                        .await
-                        .map_err(db_error)?
-                        .ok_or("anchor not found")?
-                        .get(0)
-                };
-                self.ceiling_page(p.target, p.backward, seq, p.size)
-                    .await
-                    .map(|(n, _)| Done::items(n))
-            }
+            Pick::Page(p) => self
+                .ceiling_page(p.target, p.backward, None, Some(p.anchor), p.size)
+                .await
+                .map(|(n, _)| Done::items(n)),
             Pick::Stream(target) => {
                 let mut position = i64::MAX;
                 let mut total = 0u64;
                 for _ in 0..100 {
-                    let (n, last) = self.ceiling_page(target, true, position, 50).await?;
+                    let (n, last) = self
+                        .ceiling_page(target, true, Some(position), None, 50)
+                        .await?;
                     total += n;
                     match last {
                         Some(seq) => position = seq,
@@ -676,30 +664,19 @@ impl Ctx {
         }
     }
 
-    /// `fetch_page` as the store runs it: one checkout, view, page (limit + 1), prepared.
-    /// Returns the rows in the page and, when more follow, the last seq.
+    /// `fetch_page` as the store runs it: one checkout, one prepared statement (the view,
+    /// the anchor and the page, limit + 1), starting after seq `after` or message `anchor`.
+    /// Returns the messages in the page and, when more follow, the last seq.
     async fn ceiling_page(
         &self,
         t: &Target,
         backward: bool,
-        after: i64,
+        after: Option<i64>,
+        anchor: Option<i64>,
         limit: u32,
     ) -> Result<(u64, Option<i64>), String> {
         let c = self.pool.get().await.map_err(db_error)?;
-        let view = c.prepare_cached(sql::VIEW).await.map_err(db_error)?;
-        let row = c
-            .query_opt(&view, &[&t.key, &t.reader])
-            .await
-            .map_err(db_error)?
-            .ok_or("no conversation")?;
-        let purged: i64 = row.get(0);
-        let hidden: Option<i64> = row.get(1);
-        let floor = purged.max(hidden.unwrap_or(0));
-        let (lower, upper, order) = if backward {
-            (floor, after, "DESC")
-        } else {
-            (after.max(floor), i64::MAX, "ASC")
-        };
+        let order = if backward { "DESC" } else { "ASC" };
         // Typed as the store prepares it: the unfiltered shape leaves `$6` and `$7` unused,
         // so PostgreSQL could not infer their types.
         let page = c
@@ -710,19 +687,33 @@ impl Ctx {
         let senders: Vec<String> = Vec::new();
         let kinds: Vec<i16> = Vec::new();
         let fetch = i64::from(limit) + 1;
+        let group = Conversation::from_key(&t.key)
+            .ok_or_else(|| format!("malformed key {:?}", t.key))?
+            .kind()
+            != ConversationKind::Peer;
         let rows = c
             .query(
                 &page,
                 &[
-                    &t.key, &lower, &upper, &none, &none, &senders, &kinds, &t.reader, &fetch,
+                    &t.key, &after, &anchor, &none, &none, &senders, &kinds, &t.reader, &fetch,
+                    &group,
                 ],
             )
             .await
             .map_err(db_error)?;
-        let n = rows.len().min(limit as usize);
-        let more = rows.len() > limit as usize;
-        let last = if more && n > 0 {
-            Some(rows[n - 1].get::<_, i64>(1))
+        let first = rows.first().ok_or("no conversation")?;
+        if first.get::<_, Option<i64>>("page_after").is_none() {
+            return Err("anchor not found".into());
+        }
+        // An empty page is one row without a message.
+        let found = if first.get::<_, Option<i64>>("seq").is_some() {
+            rows.len()
+        } else {
+            0
+        };
+        let n = found.min(limit as usize);
+        let last = if found > limit as usize && n > 0 {
+            Some(rows[n - 1].get::<_, i64>("seq"))
         } else {
             None
         };
@@ -958,7 +949,7 @@ impl Ctx {
         self.op(move |ctx, _, _| async move {
             let (rare, t) = ctx.rare()?;
             let (reader, conversation) = store_view(t)?;
-            let mut query = page_query(true, Direction::Backward.start(), 50);
+            let mut query = page_query(true, PageStart::After(Direction::Backward.start()), 50);
             query.kinds = vec![rare.kind];
             let page = ctx
                 .store

@@ -7,7 +7,7 @@ use futures::Stream;
 use roaming_domain::{Conversation, Limits, MessageKind, MsgId, UserId};
 use roaming_proto::history::v1 as pb;
 use roaming_runtime::{ApiError, Caller, CursorSealer, convert, trace};
-use roaming_store::{Direction, Page, PageQuery, Store};
+use roaming_store::{Direction, Page, PageQuery, PageStart, Store};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -19,7 +19,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub enum Start {
     /// From the direction's end.
     End,
-    /// After this message (resolved to its seq when the call runs).
+    /// After this message (resolved to its seq by the first page's statement).
     Anchor(MsgId),
     /// After this seq (from a cursor).
     Position(i64),
@@ -34,7 +34,7 @@ pub struct Fetch {
     max_pages: u32,
     /// Encoded size a page stays below.
     max_page_bytes: usize,
-    /// The page query; `after_seq` is set once the start is resolved.
+    /// The page query; its start moves after each page.
     query: PageQuery,
     scope: CursorScope,
 }
@@ -150,7 +150,14 @@ impl Fetch {
             max_page_bytes: limits.max_page_bytes,
             query: PageQuery {
                 direction,
-                after_seq: direction.start(),
+                start: match start {
+                    Start::End => PageStart::After(direction.start()),
+                    Start::Position(p) => PageStart::After(p),
+                    Start::Anchor(msg_id) => PageStart::AfterMessage {
+                        msg_id,
+                        field: "start_msg_id",
+                    },
+                },
                 limit: page_size,
                 start_time_ms: req.start_time_ms,
                 end_time_ms: req.end_time_ms,
@@ -171,10 +178,10 @@ impl Fetch {
         self.scope.seal(sealer, position)
     }
 
-    /// Resolves the start, reads the first page (so access and anchor errors are the call's
-    /// status rather than a failed first message), and returns the stream of all pages.
+    /// Reads the first page (so access and anchor errors are the call's status rather than a
+    /// failed first message), and returns the stream of all pages.
     pub(crate) async fn execute(
-        mut self,
+        self,
         store: Store,
         sealer: CursorSealer,
         shutdown: CancellationToken,
@@ -183,15 +190,6 @@ impl Fetch {
         ApiError,
     > {
         trace::record_conversation(&self.conversation);
-        self.query.after_seq = match self.start {
-            Start::End => self.query.direction.start(),
-            Start::Position(p) => p,
-            Start::Anchor(id) => {
-                store
-                    .anchor_seq(&self.user, &self.conversation, id, "start_msg_id")
-                    .await?
-            }
-        };
         let mut pager = Pager {
             store,
             sealer,
@@ -217,10 +215,15 @@ impl Pager {
     /// Reads the next page and turns it into a response; the bool says the stream is done.
     async fn next_page(&mut self) -> Result<(pb::FetchHistoryResponse, bool), ApiError> {
         let f = &mut self.fetch;
-        let Page { messages, is_end } = self
+        let Page {
+            after_seq,
+            messages,
+            is_end,
+        } = self
             .store
             .fetch_page(&f.user, &f.conversation, &f.query)
             .await?;
+        let mut position = after_seq;
         let stored = messages.len();
         let mut page = Vec::with_capacity(stored);
         let mut bytes = 0;
@@ -233,15 +236,16 @@ impl Pager {
             if bytes > f.max_page_bytes && !page.is_empty() {
                 break;
             }
-            f.query.after_seq = seq;
+            position = seq;
             page.push(message);
         }
+        f.query.start = PageStart::After(position);
         let is_end = is_end && page.len() == stored;
         self.pages_sent += 1;
         let done = is_end || self.pages_sent >= f.max_pages;
         let response = pb::FetchHistoryResponse {
             messages: page,
-            next_cursor: f.cursor_at(&self.sealer, f.query.after_seq),
+            next_cursor: f.cursor_at(&self.sealer, position),
             is_end,
         };
         Ok((response, done))

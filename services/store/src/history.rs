@@ -29,13 +29,28 @@ impl Direction {
     }
 }
 
+/// Where a page starts (exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageStart {
+    /// After this seq (`Direction::start` for an end).
+    After(i64),
+    /// After this message (FetchHistory's anchor); not in the conversation: `NotFound`
+    /// naming `field`.
+    AfterMessage {
+        /// The anchor.
+        msg_id: MsgId,
+        /// The request field it came from, for the error.
+        field: &'static str,
+    },
+}
+
 /// One page request, already validated.
 #[derive(Debug, Clone)]
 pub struct PageQuery {
     /// Reading order.
     pub direction: Direction,
-    /// Exclusive position: the seq the page starts after (`Direction::start` for an end).
-    pub after_seq: i64,
+    /// Where the page starts.
+    pub start: PageStart,
     /// Most messages in the page.
     pub limit: u32,
     /// Only at or after this server time.
@@ -51,6 +66,9 @@ pub struct PageQuery {
 /// One page of history.
 #[derive(Debug, Clone)]
 pub struct Page {
+    /// The seq the page starts after (an anchor resolved): the position to resume from
+    /// when the page is empty.
+    pub after_seq: i64,
     /// Messages in the direction's order.
     pub messages: Vec<StoredMessage>,
     /// No further matching message existed when the page was read.
@@ -165,90 +183,98 @@ fn not_a_member(user: &UserId, conversation: &Conversation) -> Error {
 }
 
 impl Store {
-    /// The seq of `msg_id` in `conversation`, after checking that `user` may read it.
-    pub async fn anchor_seq(
-        &self,
-        user: &UserId,
-        conversation: &Conversation,
-        msg_id: MsgId,
-        field: &str,
-    ) -> Result<i64> {
-        with_conn!(self, |client| {
-            view(&**client, user, conversation).await?;
-            let statement = client.prepare_cached(sql::ANCHOR).await?;
-            let row = client
-                .query_opt(&statement, &[&conversation.key(), &msg_id.0])
-                .await?;
-            row.map(|r| r.get(0)).ok_or_else(|| {
-                Error::NotFound(format!(
-                    "{field}: message {msg_id} is not in this conversation"
-                ))
-            })
-        })
-    }
-
-    /// One page of what `user` may see of `conversation`.
+    /// One page of what `user` may see of `conversation`, in one statement (one round trip:
+    /// the view, the anchor and the page together, see [`sql::page_statement`]); which rule
+    /// refused a call is read here from the answer's view columns.
     pub async fn fetch_page(
         &self,
         user: &UserId,
         conversation: &Conversation,
         query: &PageQuery,
     ) -> Result<Page> {
-        with_conn!(self, |client| {
-            let view = view(&**client, user, conversation).await?;
-            if !view.exists {
-                return Ok(Page {
-                    messages: Vec::new(),
-                    is_end: true,
-                });
-            }
-            let (lower, upper) = match query.direction {
-                Direction::Forward => (query.after_seq.max(view.floor), i64::MAX),
-                Direction::Backward => (view.floor, query.after_seq),
-            };
-            let filter = match (query.senders.is_empty(), query.kinds.is_empty()) {
-                (true, true) => sql::PageFilter::All,
-                (true, false) => sql::PageFilter::Kinds,
-                (false, _) => sql::PageFilter::SendersAndKinds,
-            };
+        let (after, anchor) = match query.start {
+            PageStart::After(seq) => (Some(seq), None),
+            PageStart::AfterMessage { msg_id, field } => (None, Some((msg_id, field))),
+        };
+        let filter = match (query.senders.is_empty(), query.kinds.is_empty()) {
+            (true, true) => sql::PageFilter::All,
+            (true, false) => sql::PageFilter::Kinds,
+            (false, _) => sql::PageFilter::SendersAndKinds,
+        };
+        // One more than asked: whether it comes back says whether this page is the last.
+        let fetch = i64::from(query.limit) + 1;
+        let senders: Vec<&str> = query.senders.iter().map(UserId::as_str).collect();
+        // Senders without kinds: each sender's messages of every kind.
+        let kinds: Vec<i16> = if query.kinds.is_empty() {
+            MessageKind::ALL.iter().map(|k| k.as_i16()).collect()
+        } else {
+            query.kinds.iter().map(|k| k.as_i16()).collect()
+        };
+        let group = conversation.kind() != ConversationKind::Peer;
+        let rows: Vec<tokio_postgres::Row> = with_conn!(self, |client| {
             let statement = client
                 .prepare_typed_cached(
                     sql::page_statement(query.direction == Direction::Backward, filter),
                     &sql::PAGE_PARAMETERS,
                 )
                 .await?;
-            // One more than asked: whether it comes back says whether this page is the last.
-            let fetch = i64::from(query.limit) + 1;
-            let senders: Vec<&str> = query.senders.iter().map(UserId::as_str).collect();
-            // Senders without kinds: each sender's messages of every kind.
-            let kinds: Vec<i16> = if query.kinds.is_empty() {
-                MessageKind::ALL.iter().map(|k| k.as_i16()).collect()
-            } else {
-                query.kinds.iter().map(|k| k.as_i16()).collect()
+            Ok::<_, Error>(
+                client
+                    .query(
+                        &statement,
+                        &[
+                            &conversation.key(),
+                            &after,
+                            &anchor.map(|(id, _)| id.0),
+                            &query.start_time_ms,
+                            &query.end_time_ms,
+                            &senders,
+                            &kinds,
+                            &user.as_str(),
+                            &fetch,
+                            &group,
+                        ],
+                    )
+                    .await?,
+            )
+        })?;
+        let anchor_missing = || {
+            anchor.map(|(id, field)| {
+                Error::NotFound(format!("{field}: message {id} is not in this conversation"))
+            })
+        };
+        if !view_of(rows.first(), user, conversation)?.exists {
+            // A PEER conversation that never started: nothing in it, not even the anchor.
+            return match anchor_missing() {
+                Some(e) => Err(e),
+                None => Ok(Page {
+                    after_seq: after.unwrap_or(query.direction.start()),
+                    messages: Vec::new(),
+                    is_end: true,
+                }),
             };
-            let rows = client
-                .query(
-                    &statement,
-                    &[
-                        &conversation.key(),
-                        &lower,
-                        &upper,
-                        &query.start_time_ms,
-                        &query.end_time_ms,
-                        &senders,
-                        &kinds,
-                        &user.as_str(),
-                        &fetch,
-                    ],
-                )
-                .await?;
-            let is_end = rows.len() as i64 <= i64::from(query.limit);
-            let messages = rows
-                .iter()
-                .take(query.limit as usize)
-                .map(|r| rows::message(conversation, r))
-                .collect::<Result<_>>()?;
-            Ok(Page { messages, is_end })
+        }
+        let Some(after_seq) = rows[0].try_get::<_, Option<i64>>("page_after")? else {
+            return Err(anchor_missing().unwrap_or_else(|| {
+                Error::Internal("a page without an anchor answered no start".into())
+            }));
+        };
+        // An empty page is one row without a message.
+        let found = if rows[0].try_get::<_, Option<i64>>("seq")?.is_some() {
+            rows.len()
+        } else {
+            0
+        };
+        let is_end = found as i64 <= i64::from(query.limit);
+        let messages = rows
+            .iter()
+            .take(found.min(query.limit as usize))
+            .map(|r| rows::message(conversation, r))
+            .collect::<Result<_>>()?;
+        Ok(Page {
+            after_seq,
+            messages,
+            is_end,
         })
     }
 

@@ -36,7 +36,9 @@ pub mod tls;
 pub use append::AppendOutcome;
 pub use change::ChangeRules;
 pub use error::{Error, Result};
-pub use history::{Bucket, DigestQuery, Direction, EMPTY_DIGEST, Page, PageQuery, RemovalStatus};
+pub use history::{
+    Bucket, DigestQuery, Direction, EMPTY_DIGEST, Page, PageQuery, PageStart, RemovalStatus,
+};
 pub use list::{ConversationSummary, ListQuery, ReadState};
 pub use read::{Organised, ReadMarker};
 pub use sync::{ConversationState, SyncPage, SyncQuery};

@@ -16,19 +16,25 @@ pub const VIEW: &str = "SELECT c.purged_through_seq, uc.hidden_through_seq, uc.i
        ON uc.conv_key = c.conv_key AND uc.user_id = $2 \
      WHERE c.conv_key = $1";
 
-/// The seq of message `$2` in conversation `$1`.
-pub const ANCHOR: &str = "SELECT seq FROM messages WHERE conv_key = $1 AND msg_id = $2";
-
-/// The exclusive seq bounds of a page: `$2 < seq < $3`, narrowed by the optional time range
-/// `$4..=$5`. `server_time_ms` never decreases along seq within a conversation, so a time
+/// The exclusive seq bounds of a page: `{lo} < seq < {hi}`, narrowed by the optional time
+/// range `$4..=$5`. `server_time_ms` never decreases along seq within a conversation, so a time
 /// range is a seq range, found by one probe of `messages_by_time` per bound: a page costs the
 /// same however far back in time it reaches.
-const LOWER: &str = "(CASE WHEN $4::bigint IS NULL THEN $2 ELSE greatest($2, coalesce(
+fn lower(lo: &str) -> String {
+    format!(
+        "(CASE WHEN $4::bigint IS NULL THEN {lo} ELSE greatest({lo}, coalesce(
         (SELECT b.seq - 1 FROM messages b WHERE b.conv_key = $1 AND b.server_time_ms >= $4
-         ORDER BY b.server_time_ms, b.seq LIMIT 1), 9223372036854775807)) END)";
-const UPPER: &str = "(CASE WHEN $5::bigint IS NULL THEN $3 ELSE least($3, coalesce(
+         ORDER BY b.server_time_ms, b.seq LIMIT 1), 9223372036854775807)) END)"
+    )
+}
+
+fn upper(hi: &str) -> String {
+    format!(
+        "(CASE WHEN $5::bigint IS NULL THEN {hi} ELSE least({hi}, coalesce(
         (SELECT b.seq + 1 FROM messages b WHERE b.conv_key = $1 AND b.server_time_ms <= $5
-         ORDER BY b.server_time_ms DESC, b.seq DESC LIMIT 1), 0)) END)";
+         ORDER BY b.server_time_ms DESC, b.seq DESC LIMIT 1), 0)) END)"
+    )
+}
 
 /// Not removed one-way by reader `$8`. `OFFSET 0` fences the probe so it stays one index
 /// lookup per row; `t.conv_key = $1` (not `= m.conv_key`) keeps it on the conversation's own
@@ -47,12 +53,18 @@ pub enum PageFilter {
     SendersAndKinds,
 }
 
-fn page(order: &str, filter: PageFilter) -> String {
+/// The messages of one page between `{lo}` and `{hi}` (exclusive), in `{order}`, read only
+/// when `{gate}` holds. The gate sits in the innermost `LIMIT`ed query, which PostgreSQL never
+/// flattens into the statement around it: there, with only outer columns in it, it is a
+/// one-time filter checked before any index is read (one level up it would be a join filter
+/// applied to rows already read).
+fn page_rows(order: &str, filter: PageFilter, lo: &str, hi: &str, gate: &str) -> String {
+    let (lower, upper) = (lower(lo), upper(hi));
     match filter {
         PageFilter::All => format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m
-             WHERE m.conv_key = $1 AND m.seq > {LOWER} AND m.seq < {UPPER} AND NOT m.recalled
-               AND {NOT_REMOVED}
+             WHERE {gate} AND m.conv_key = $1 AND m.seq > {lower} AND m.seq < {upper}
+               AND NOT m.recalled AND {NOT_REMOVED}
              ORDER BY m.seq {order} LIMIT $9"
         ),
         // A filtered page merges one ordered index range per filter value (kind, or
@@ -65,8 +77,8 @@ fn page(order: &str, filter: PageFilter) -> String {
                  SELECT f.seq FROM unnest($7::smallint[]) AS k(kind)
                  CROSS JOIN LATERAL (
                      SELECT m.seq FROM messages m
-                     WHERE m.conv_key = $1 AND m.msg_type = k.kind
-                       AND m.seq > {LOWER} AND m.seq < {UPPER} AND NOT m.recalled
+                     WHERE {gate} AND m.conv_key = $1 AND m.msg_type = k.kind
+                       AND m.seq > {lower} AND m.seq < {upper} AND NOT m.recalled
                        AND {NOT_REMOVED}
                      ORDER BY m.seq {order} LIMIT $9) f
                  ORDER BY f.seq {order} LIMIT $9) p
@@ -79,8 +91,9 @@ fn page(order: &str, filter: PageFilter) -> String {
                  CROSS JOIN unnest($7::smallint[]) AS k(kind)
                  CROSS JOIN LATERAL (
                      SELECT m.seq FROM messages m
-                     WHERE m.conv_key = $1 AND m.sender = s.sender AND m.msg_type = k.kind
-                       AND m.seq > {LOWER} AND m.seq < {UPPER} AND NOT m.recalled
+                     WHERE {gate} AND m.conv_key = $1 AND m.sender = s.sender
+                       AND m.msg_type = k.kind
+                       AND m.seq > {lower} AND m.seq < {upper} AND NOT m.recalled
                        AND {NOT_REMOVED}
                      ORDER BY m.seq {order} LIMIT $9) f
                  ORDER BY f.seq {order} LIMIT $9) p
@@ -90,13 +103,51 @@ fn page(order: &str, filter: PageFilter) -> String {
     }
 }
 
-/// A history page, oldest first: conversation `$1`, `$2 < seq < $3`, optional time range
-/// `$4..=$5`, senders `$6` (unused here), kinds `$7` (unused here), reader `$8`
-/// (tombstones), limit `$9`.
+/// A history page in one statement (one round trip): the reader's view, the start, the page.
+///
+/// Parameters: conversation `$1`; the page starts after seq `$2`, or, when `$3` is set, after
+/// message `$3` (FetchHistory's anchor); optional time range `$4..=$5`; senders `$6` and kinds
+/// `$7` (used by the filtered shapes only); reader `$8`; limit `$9`; `$10` says it is a GROUP /
+/// CHATROOM (membership required).
+///
+/// Answers one row per message, each with the view's columns beside it (`purged_through_seq`,
+/// `hidden_through_seq`, `is_member`, `last_seq`: `history::view_of` reads its verdict from
+/// them) and `page_after`, the seq the page starts after (NULL: the anchor is not in the
+/// conversation); an empty page is one row whose message columns are NULL; no row: no such
+/// conversation. The page is read only when the reader may see it (see [`page_rows`]'s gate),
+/// so a refused call reads no message. Which rule refused is decided in Rust, from the
+/// columns.
+fn page(order: &str, filter: PageFilter) -> String {
+    let (lo, hi) = match order {
+        "ASC" => ("greatest(v.page_after, v.floor)", "9223372036854775807"),
+        _ => ("v.floor", "v.page_after"),
+    };
+    let gate = "v.page_after IS NOT NULL AND (v.is_member IS TRUE OR NOT $10::bool)";
+    let rows = page_rows(order, filter, lo, hi, gate);
+    // MATERIALIZED: the page reads `v`'s columns as parameters, so the gate is a one-time
+    // filter evaluated before any message is read, and the anchor is looked up once.
+    format!(
+        "WITH v AS MATERIALIZED (
+             SELECT c.purged_through_seq, uc.hidden_through_seq, uc.is_member, c.last_seq,
+                    greatest(coalesce(uc.hidden_through_seq, 0), c.purged_through_seq) AS floor,
+                    CASE WHEN $3::bigint IS NULL THEN $2::bigint
+                         ELSE (SELECT a.seq FROM messages a
+                               WHERE a.conv_key = $1 AND a.msg_id = $3::bigint) END AS page_after
+             FROM conversations c LEFT JOIN user_conversations uc
+               ON uc.conv_key = $1 AND uc.user_id = $8
+             WHERE c.conv_key = $1)
+         SELECT v.purged_through_seq, v.hidden_through_seq, v.is_member, v.last_seq,
+                v.page_after, p.*
+         FROM v LEFT JOIN LATERAL ({rows}) p ON true
+         ORDER BY p.seq {order}"
+    )
+}
+
+/// A history page, oldest first (see [`page`] for the parameters and the answer).
 pub static PAGE_FORWARD: LazyLock<String> = LazyLock::new(|| page("ASC", PageFilter::All));
-/// A history page, newest first (parameters as [`PAGE_FORWARD`]).
+/// A history page, newest first.
 pub static PAGE_BACKWARD: LazyLock<String> = LazyLock::new(|| page("DESC", PageFilter::All));
-/// A page of kinds `$7`, oldest first (parameters as [`PAGE_FORWARD`]).
+/// A page of kinds `$7`, oldest first.
 pub static PAGE_FORWARD_KINDS: LazyLock<String> = LazyLock::new(|| page("ASC", PageFilter::Kinds));
 /// A page of kinds `$7`, newest first.
 pub static PAGE_BACKWARD_KINDS: LazyLock<String> =
@@ -109,7 +160,7 @@ pub static PAGE_BACKWARD_SENDERS: LazyLock<String> =
     LazyLock::new(|| page("DESC", PageFilter::SendersAndKinds));
 
 /// The parameter types of every page statement (typed, since not every shape uses `$6`/`$7`).
-pub const PAGE_PARAMETERS: [tokio_postgres::types::Type; 9] = {
+pub const PAGE_PARAMETERS: [tokio_postgres::types::Type; 10] = {
     use tokio_postgres::types::Type;
     [
         Type::TEXT,
@@ -121,6 +172,7 @@ pub const PAGE_PARAMETERS: [tokio_postgres::types::Type; 9] = {
         Type::INT2_ARRAY,
         Type::TEXT,
         Type::INT8,
+        Type::BOOL,
     ]
 };
 

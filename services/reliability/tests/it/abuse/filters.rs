@@ -38,10 +38,13 @@ async fn seed(app: &TestApp) {
     sql.batch_execute("ANALYZE messages").await.unwrap();
 }
 
-/// Rows read from `messages` by one execution of `statement` with these filters, under
-/// `plan_cache_mode` (custom or generic plans: the server's prepared statements use both).
+/// Rows read from `messages` by one execution of `statement` with these filters for `reader`,
+/// under `plan_cache_mode` (custom or generic plans: the server's prepared statements use
+/// both).
+#[allow(clippy::too_many_arguments)]
 async fn rows_read(
     app: &TestApp,
+    reader: &str,
     filter: PageFilter,
     plan_cache_mode: &str,
     times: (Option<i64>, Option<i64>),
@@ -51,7 +54,8 @@ async fn rows_read(
     let sql = app.sql().await;
     sql.batch_execute(&format!(
         "SET plan_cache_mode = {plan_cache_mode};
-         PREPARE page(text, bigint, bigint, bigint, bigint, text[], smallint[], text, bigint)
+         PREPARE page(text, bigint, bigint, bigint, bigint, text[], smallint[], text, bigint,
+                      boolean)
              AS {}",
         page_statement(true, filter)
     ))
@@ -69,8 +73,8 @@ async fn rows_read(
         .collect::<Vec<_>>()
         .join(",");
     let explain = format!(
-        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page('g:room', 0, 9223372036854775807, {}, {},
-             '{{{texts}}}', '{{{numbers}}}', 'alice', 51)",
+        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page('g:room', 9223372036854775807, NULL, {}, {},
+             '{{{texts}}}', '{{{numbers}}}', '{reader}', 51, true)",
         lit(times.0),
         lit(times.1)
     );
@@ -154,9 +158,19 @@ async fn a_page_of_a_rare_type_reads_rows_in_proportion_to_the_page_not_the_conv
 
     let mut figures = Vec::new();
     for mode in ["force_custom_plan", "force_generic_plan"] {
-        let kinds = rows_read(&app, PageFilter::Kinds, mode, (None, None), &[], &[2]).await;
+        let kinds = rows_read(
+            &app,
+            "alice",
+            PageFilter::Kinds,
+            mode,
+            (None, None),
+            &[],
+            &[2],
+        )
+        .await;
         let senders = rows_read(
             &app,
+            "alice",
             PageFilter::SendersAndKinds,
             mode,
             (None, None),
@@ -166,6 +180,7 @@ async fn a_page_of_a_rare_type_reads_rows_in_proportion_to_the_page_not_the_conv
         .await;
         let rare_pair = rows_read(
             &app,
+            "alice",
             PageFilter::SendersAndKinds,
             mode,
             (None, None),
@@ -175,6 +190,7 @@ async fn a_page_of_a_rare_type_reads_rows_in_proportion_to_the_page_not_the_conv
         .await;
         let far_back = rows_read(
             &app,
+            "alice",
             PageFilter::All,
             mode,
             (None, Some(T0 + 100)),
@@ -184,6 +200,7 @@ async fn a_page_of_a_rare_type_reads_rows_in_proportion_to_the_page_not_the_conv
         .await;
         let window = rows_read(
             &app,
+            "alice",
             PageFilter::All,
             mode,
             (Some(T0 + 9_000), Some(T0 + 9_010)),
@@ -209,6 +226,41 @@ async fn a_page_of_a_rare_type_reads_rows_in_proportion_to_the_page_not_the_conv
     }
     println!(
         "abuse[filters]: rows read from messages for a page in a {SIZE}-message room: {}",
+        figures.join("; ")
+    );
+}
+
+#[tokio::test]
+async fn a_page_refused_to_a_non_member_reads_no_message() {
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    // The page is one statement with the access check in it: refused, it must not have read
+    // the conversation first (the gate is a one-time filter, not a filter on rows read).
+    let mut figures = Vec::new();
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        for (filter, senders, kinds) in [
+            (PageFilter::All, &[][..], &[][..]),
+            (PageFilter::Kinds, &[][..], &[2][..]),
+            (PageFilter::SendersAndKinds, &["bob"][..], &[1][..]),
+        ] {
+            let member = rows_read(&app, "alice", filter, mode, (None, None), senders, kinds).await;
+            let outsider =
+                rows_read(&app, "mallory", filter, mode, (None, None), senders, kinds).await;
+            assert!(
+                member > 0,
+                "{mode} {filter:?}: the member's page read {member} rows"
+            );
+            assert_eq!(
+                outsider, 0,
+                "{mode} {filter:?}: the refused page read messages"
+            );
+            figures.push(format!(
+                "{mode} {filter:?}: member {member}, outsider {outsider}"
+            ));
+        }
+    }
+    println!(
+        "abuse[filters]: rows read from messages: {}",
         figures.join("; ")
     );
 }
