@@ -326,12 +326,7 @@ impl LocalStore {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         for m in messages {
-            let (t, id) = key(&m.conversation);
-            tx.execute(
-                "INSERT OR REPLACE INTO messages (conv_type, conv_id, seq, msg_id, server_time_ms, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![t, id, m.seq, m.msg_id, m.server_time_ms, encode(m)],
-            )?;
+            write_message(&tx, m)?;
             touch_conversation(&tx, m)?;
         }
         tx.commit()?;
@@ -361,14 +356,9 @@ impl LocalStore {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         for c in conversations {
-            let (t, id) = key(&c.conversation);
             write_entry(&tx, c)?;
             if let Some(m) = &c.last_message {
-                tx.execute(
-                    "INSERT OR REPLACE INTO messages (conv_type, conv_id, seq, msg_id, server_time_ms, raw)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![t, id, m.seq, m.msg_id, m.server_time_ms, encode(m)],
-                )?;
+                write_message(&tx, m)?;
             }
         }
         tx.commit()?;
@@ -458,7 +448,7 @@ impl LocalStore {
             return Ok(());
         };
         if held.edit_version < message.edit_version {
-            insert_message(&tx, message)?;
+            write_message(&tx, message)?;
             replace_last_message(&tx, message)?;
         }
         tx.commit()?;
@@ -869,11 +859,13 @@ impl LocalStore {
             "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND seq BETWEEN ?3 AND ?4",
             params![t, id, from_seq, to_seq],
         )?;
+        // The range was just emptied: nothing to read back before writing.
         for m in messages {
-            insert_message(&tx, m)?;
+            write_message(&tx, m)?;
         }
-        for m in messages {
-            replace_last_message(&tx, m)?;
+        let last_seq = last_message(&tx, conversation)?.map(|m| m.seq);
+        if let Some(m) = messages.iter().find(|m| Some(m.seq) == last_seq) {
+            set_last_message(&tx, m)?;
         }
         tx.commit()?;
         drop(conn);
@@ -886,9 +878,12 @@ impl LocalStore {
     }
 }
 
-/// Makes `m` the entry's last message when the entry's is the same seq (a newer copy of it).
-fn replace_last_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Error> {
-    let (t, id) = key(&m.conversation);
+/// The list entry's last message of `conversation`, if it has an entry with one.
+fn last_message(
+    tx: &Transaction<'_>,
+    conversation: &ConversationRef,
+) -> Result<Option<Message>, Error> {
+    let (t, id) = key(conversation);
     let last: Option<Option<Vec<u8>>> = tx
         .query_row(
             "SELECT last_message FROM conversations WHERE conv_type = ?1 AND conv_id = ?2",
@@ -896,18 +891,41 @@ fn replace_last_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Error> 
             |r| r.get(0),
         )
         .optional()?;
-    if let Some(Some(raw)) = last {
-        if decode(&raw)?.seq == m.seq {
-            tx.execute(
-                "UPDATE conversations SET last_message = ?3 WHERE conv_type = ?1 AND conv_id = ?2",
-                params![t, id, encode(m)],
-            )?;
-        }
+    last.flatten().as_deref().map(decode).transpose()
+}
+
+/// Makes `m` its entry's last message (the caller checked it is the same seq: a newer copy).
+fn set_last_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Error> {
+    let (t, id) = key(&m.conversation);
+    tx.execute(
+        "UPDATE conversations SET last_message = ?3 WHERE conv_type = ?1 AND conv_id = ?2",
+        params![t, id, encode(m)],
+    )?;
+    Ok(())
+}
+
+/// Makes `m` the entry's last message when the entry's is the same seq (a newer copy of it).
+fn replace_last_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Error> {
+    if last_message(tx, &m.conversation)?.is_some_and(|last| last.seq == m.seq) {
+        set_last_message(tx, m)?;
     }
     Ok(())
 }
 
-/// Inserts (or replaces) a message in `tx`; returns the stored copy it replaced, if any.
+/// Writes (inserts or replaces) a message in `tx`: the one statement every path stores
+/// messages with.
+fn write_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Error> {
+    let (t, id) = key(&m.conversation);
+    tx.execute(
+        "INSERT OR REPLACE INTO messages (conv_type, conv_id, seq, msg_id, server_time_ms, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![t, id, m.seq, m.msg_id, m.server_time_ms, encode(m)],
+    )?;
+    Ok(())
+}
+
+/// Writes a message in `tx` as [`write_message`] does; returns the stored copy it replaced,
+/// if any.
 fn insert_message(tx: &Transaction<'_>, m: &Message) -> Result<Option<Message>, Error> {
     let (t, id) = key(&m.conversation);
     let old: Option<Vec<u8>> = tx
@@ -917,11 +935,7 @@ fn insert_message(tx: &Transaction<'_>, m: &Message) -> Result<Option<Message>, 
             |r| r.get(0),
         )
         .optional()?;
-    tx.execute(
-        "INSERT OR REPLACE INTO messages (conv_type, conv_id, seq, msg_id, server_time_ms, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![t, id, m.seq, m.msg_id, m.server_time_ms, encode(m)],
-    )?;
+    write_message(tx, m)?;
     old.as_deref().map(decode).transpose()
 }
 
@@ -1018,7 +1032,7 @@ fn apply_change(
             continue;
         };
         if held.edit_version < m.edit_version {
-            insert_message(tx, m)?;
+            write_message(tx, m)?;
             edited.push(m.clone());
         }
     }
