@@ -610,9 +610,10 @@ const VIEW_CTE_LOCKED: &str = "v AS (
 /// other participant's: the receipt reaches their feed). Answers the view's columns (no row:
 /// no such conversation), `target_seq` (NULL: `$3` is not in it), the marker now and the
 /// unread count with it. A PEER conversation's MarkRead writes two rows, so it takes the
-/// conversation's row lock first ([`MARK_READ_PEER`]); a group's writes the caller's row only
-/// and takes no lock that appends would queue behind ([`MARK_READ_GROUP`]).
-fn mark_read(view_cte: &str) -> String {
+/// conversation's row lock first when it moves the marker ([`MARK_READ_PEER`]); a group's
+/// writes the caller's row only and takes no lock that appends would queue behind
+/// ([`MARK_READ_GROUP`]).
+fn mark_read(lock: bool) -> String {
     let unread = unread(
         "$1",
         "$2",
@@ -621,17 +622,34 @@ fn mark_read(view_cte: &str) -> String {
         "v.last_seq",
         "$5::bigint",
     );
+    // The PEER form locks the conversation's row only when the marker is to move: a MarkRead
+    // that changes nothing (the common "opened an already read conversation") stays a read,
+    // with no transaction id and no WAL flush at commit. `moved` reads `locked`, so the row
+    // lock comes before the rows it writes.
+    let (locked, from) = if lock {
+        (
+            "locked AS (
+             SELECT c.conv_key FROM conversations c, v, target t
+             WHERE c.conv_key = $1 AND coalesce(v.was_read, 0) < t.seq
+             FOR NO KEY UPDATE OF c),",
+            "target, locked",
+        )
+    } else {
+        ("", "target")
+    };
     format!(
-        "WITH {view_cte},
+        "WITH {VIEW_CTE},
          target AS (
              SELECT CASE WHEN $3::bigint IS NULL THEN v.last_seq
                          ELSE (SELECT a.seq FROM messages a
                                WHERE a.conv_key = $1 AND a.msg_id = $3::bigint) END AS seq
              FROM v WHERE v.is_member IS TRUE OR NOT $4::bool),
+         {locked}
          moved AS (
              UPDATE user_conversations uc
              SET read_seq = target.seq, change_xid = pg_current_xact_id()
-             FROM target WHERE uc.conv_key = $1 AND uc.user_id = $2 AND uc.read_seq < target.seq
+             FROM {from}
+             WHERE uc.conv_key = $1 AND uc.user_id = $2 AND uc.read_seq < target.seq
              RETURNING uc.read_seq),
          peer AS (
              UPDATE user_conversations o SET change_xid = pg_current_xact_id()
@@ -646,11 +664,12 @@ fn mark_read(view_cte: &str) -> String {
     )
 }
 
-/// [`mark_read`] of a PEER conversation: the conversation's row locked first.
-pub static MARK_READ_PEER: LazyLock<String> = LazyLock::new(|| mark_read(VIEW_CTE_LOCKED));
+/// [`mark_read`] of a PEER conversation: it writes two rows, so the conversation's row is
+/// locked first (when the marker moves).
+pub static MARK_READ_PEER: LazyLock<String> = LazyLock::new(|| mark_read(true));
 
-/// [`mark_read`] of a GROUP or CHATROOM: the caller's row only.
-pub static MARK_READ_GROUP: LazyLock<String> = LazyLock::new(|| mark_read(VIEW_CTE));
+/// [`mark_read`] of a GROUP or CHATROOM: the caller's row only, no conversation lock.
+pub static MARK_READ_GROUP: LazyLock<String> = LazyLock::new(|| mark_read(false));
 
 /// Serialises one user's pin changes (the limit is checked and applied under it).
 pub const LOCK_PINS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('pins:' || $1, 0))";
