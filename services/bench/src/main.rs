@@ -410,13 +410,14 @@ impl Bench<'_> {
             Drive::closed(service),
             ceiling.map(|(op, is)| (Drive::closed(op), is)),
             store_api.map(Drive::closed),
+            None,
             after_ceiling,
         )
         .await
     }
 
-    /// One cell: the service, then the store's API, then the ceiling, one after the other
-    /// with the same concurrency and bounds.
+    /// One cell: the service, then the store's API, then the ceiling, then the bare keyset
+    /// page when given, one after the other with the same concurrency and bounds.
     #[allow(clippy::too_many_arguments)]
     async fn cell_with(
         &mut self,
@@ -428,6 +429,7 @@ impl Bench<'_> {
         service: Drive,
         ceiling: Option<(Drive, &'static str)>,
         store_api: Option<Drive>,
+        bare: Option<Drive>,
         after_ceiling: Option<Arc<Mutex<scenarios::Touched>>>,
     ) -> anyhow::Result<()> {
         let service = runner::measure(concurrency, bounds, &self.probes, service).await;
@@ -441,6 +443,10 @@ impl Bench<'_> {
                 is,
             ),
             None => (None, ""),
+        };
+        let bare = match bare {
+            Some(drive) => Some(runner::measure(concurrency, bounds, &self.probes, drive).await),
+            None => None,
         };
         if let Some(touched) = after_ceiling {
             let touched = std::mem::take(&mut *touched.lock().unwrap_or_else(|p| p.into_inner()));
@@ -456,6 +462,7 @@ impl Bench<'_> {
             &service,
             ceiling.as_ref(),
             ratio,
+            bare.as_ref(),
         );
         self.cells.push(Cell {
             scenario: scenario.to_owned(),
@@ -472,6 +479,7 @@ impl Bench<'_> {
             },
             store_sql,
             ratio,
+            bare,
         });
         Ok(())
     }
@@ -544,6 +552,7 @@ impl Bench<'_> {
                 Some((ceiling, ceiling_is)),
                 store_api,
                 None,
+                None,
             )
             .await?;
         }
@@ -563,6 +572,7 @@ fn print_cell(
     m: &Measured,
     ceiling: Option<&Measured>,
     ratio: Option<f64>,
+    bare: Option<&Measured>,
 ) {
     let unit = if kind == "write" { "msg/s" } else { "/s" };
     let mut line = format!(
@@ -583,6 +593,19 @@ fn print_cell(
             cm.latency.p99_ms
         ));
     }
+    if let Some(b) = bare {
+        line.push_str(&format!(
+            " | bare {:>7.0} → ×{:.2}",
+            b.ops_per_sec,
+            m.ops_per_sec / b.ops_per_sec.max(1e-9)
+        ));
+    }
+    line.push_str(&format!(
+        " | µs/call srv {:.0} pg {:.0} bench {:.0}",
+        report::cpu_us_per_call(m.server_cpu_pct, m),
+        report::cpu_us_per_call(m.postgres_cpu_pct, m),
+        report::cpu_us_per_call(m.client_cpu_pct, m)
+    ));
     if m.errors > 0 {
         line.push_str(&format!(
             " | {} errors: {}",
@@ -824,17 +847,19 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
             }
             for &c in &levels {
                 bench
-                    .cell(
+                    .cell_with(
                         &scenario,
                         "read",
                         c,
                         stored,
-                        ctx.service_read(read),
+                        settings.bounds,
+                        Drive::closed(ctx.service_read(read)),
                         Some((
-                            ctx.ceiling_read(read),
+                            Drive::closed(ctx.ceiling_read(read)),
                             "store SQL, prepared, same pool size",
                         )),
-                        Some(ctx.store_read(read)),
+                        Some(Drive::closed(ctx.store_read(read))),
+                        ctx.bare_read(read).map(Drive::closed),
                         None,
                     )
                     .await?;
@@ -872,6 +897,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
                             report::UNFILTERED_REFERENCE,
                         )),
                         (!settings.args.quick).then(|| Drive::closed(ctx.store_filtered())),
+                        None,
                         None,
                     )
                     .await?;
@@ -935,6 +961,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
                                 ),
                                 organise::UPDATE_REFERENCE,
                             )),
+                            None,
                             None,
                             None,
                         )

@@ -38,6 +38,10 @@ pub struct Cell {
     pub store_is: String,
     /// Service / ceiling throughput (ops/s for reads, messages/s for writes).
     pub ratio: Option<f64>,
+    /// The bare keyset page ([`BARE_IS`]), for the history-page cells: what a page of the
+    /// same size costs PostgreSQL with no visibility rule at all (absent in earlier runs).
+    #[serde(default)]
+    pub bare: Option<Measured>,
 }
 
 impl Cell {
@@ -49,7 +53,24 @@ impl Cell {
             m.ops_per_sec
         }
     }
+
+    /// Service / bare keyset page throughput, for the cells that measured one.
+    pub fn bare_ratio(&self) -> Option<f64> {
+        let bare = self.bare.as_ref()?;
+        Some(self.service.ops_per_sec / bare.ops_per_sec.max(1e-9))
+    }
 }
+
+/// CPU time per call, µs, of a process that used `pct` % of one core while `m` ran: one core
+/// is 1,000,000 µs per second, so `pct` % over `ops_per_sec` calls is `pct × 10,000 / rate`.
+pub fn cpu_us_per_call(pct: f64, m: &Measured) -> f64 {
+    pct * 10_000.0 / m.ops_per_sec.max(1e-9)
+}
+
+/// What a cell's `bare` figure is.
+pub const BARE_IS: &str = "the bare keyset page: the page's rows by `(conv_key, seq)` after \
+     the anchor's seq, limit + 1, with no visibility rule (no access check, watermark, \
+     tombstone or recall filter), one prepared statement on the ceiling's pool";
 
 /// What a cell's `store_sql` figure is now: the store's own calls in the bench process.
 pub const STORE_API: &str = "the store's own API called in the bench process \
@@ -216,6 +237,40 @@ pub fn verdicts(cells: &[Cell], stages: &[Stage], server_peak_rss_mb: f64) -> Ve
     }
     out.push(Verdict {
         target: "history page of 50 ≥ 0.8 × the ceiling's throughput at C=16".into(),
+        measured: parts.join("; "),
+        met,
+    });
+
+    // 1b. The performance issue's honest ceilings: the page against the single-statement
+    // ceiling (the store issues one statement per page since 2026-12-01, so the ceiling is
+    // that statement) at >= 0.6, with the bare keyset page beside it.
+    let mut parts = Vec::new();
+    let mut met = Some(true);
+    match find(cells, "history_page_50_backward", 16, Some(top)) {
+        Some(c) => {
+            let ratio = c.ratio.unwrap_or(0.0);
+            parts.push(format!(
+                "{} pages/s, single statement {} = {ratio:.2}",
+                rate(c.service.ops_per_sec),
+                rate(c.ceiling.as_ref().map_or(0.0, |m| m.ops_per_sec))
+            ));
+            if let (Some(b), Some(r)) = (&c.bare, c.bare_ratio()) {
+                parts.push(format!("bare keyset {} = {r:.2}", rate(b.ops_per_sec)));
+            }
+            parts.push(format!(
+                "server {:.0} µs/page, PostgreSQL {:.0}, load generator {:.0}",
+                cpu_us_per_call(c.service.server_cpu_pct, &c.service),
+                cpu_us_per_call(c.service.postgres_cpu_pct, &c.service),
+                cpu_us_per_call(c.service.client_cpu_pct, &c.service)
+            ));
+            if ratio < 0.6 {
+                met = Some(false);
+            }
+        }
+        None => met = None,
+    }
+    out.push(Verdict {
+        target: "history page of 50 (backward) ≥ 0.6 × the single-statement ceiling at C=16".into(),
         measured: parts.join("; "),
         met,
     });
@@ -697,13 +752,18 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
     let _ = writeln!(s, "\n### History page latency vs stored messages\n");
     let _ = writeln!(
         s,
-        "`history_page_50_backward` (random anchors over all stored messages).\n"
+        "`history_page_50_backward` (random anchors over all stored messages). Ceiling: the \
+         store's page statement (one statement: view, anchor and page, since 2026-12-01). \
+         Bare: {BARE_IS} (runs before it: –).\n"
     );
     let _ = writeln!(
         s,
-        "| stored | C | service pages/s | p50 ms | p99 ms | p999 ms | ceiling pages/s | ceiling p50 | ceiling p99 | ratio |"
+        "| stored | C | service pages/s | p50 ms | p99 ms | p999 ms | ceiling pages/s | ceiling p50 | ceiling p99 | ratio | bare pages/s | service/bare |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for c in r
         .cells
         .iter()
@@ -712,9 +772,13 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
         let (cp, c50, c99) = c.ceiling.as_ref().map_or((0.0, 0.0, 0.0), |m| {
             (m.ops_per_sec, m.latency.p50_ms, m.latency.p99_ms)
         });
+        let (bare, bare_ratio) = match (&c.bare, c.bare_ratio()) {
+            (Some(b), Some(r)) => (rate(b.ops_per_sec), format!("{r:.2}")),
+            _ => ("–".into(), "–".into()),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
             human(c.stored_messages),
             c.concurrency,
             rate(c.service.ops_per_sec),
@@ -724,7 +788,9 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
             rate(cp),
             ms(c50),
             ms(c99),
-            c.ratio.unwrap_or(0.0)
+            c.ratio.unwrap_or(0.0),
+            bare,
+            bare_ratio
         );
     }
 
@@ -735,16 +801,17 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
          Ceiling: the store's SQL issued directly with a pool of the same size (reads), the raw \
          INSERT (writes). CPU in % of one core (the machine has {} cores) over the service's \
          measured window: server process, PostgreSQL backends of the bench database, the load \
-         generator, and everything else on the machine (other work disturbing the figures).\n",
+         generator, and everything else on the machine (other work disturbing the figures); \
+         µs/call: the same CPU per call of the service (server, PostgreSQL, load generator).\n",
         r.machine.nproc
     );
     let _ = writeln!(
         s,
-        "| scenario | C | service /s | p50 | p99 | p999 | ceiling /s | ceil p50 | ceil p99 | service/ceiling | server CPU % | PG CPU % | bench CPU % | other CPU % | server RSS MB | errors |"
+        "| scenario | C | service /s | p50 | p99 | p999 | ceiling /s | ceil p50 | ceil p99 | service/ceiling | server CPU % | PG CPU % | bench CPU % | other CPU % | server µs/call | PG µs/call | bench µs/call | server RSS MB | errors |"
     );
     let _ = writeln!(
         s,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for c in r
         .cells
@@ -762,7 +829,7 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
             c.scenario,
             c.concurrency,
             rate(svc),
@@ -777,6 +844,9 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
             c.service.postgres_cpu_pct,
             c.service.client_cpu_pct,
             c.service.other_cpu_pct,
+            cpu_us_per_call(c.service.server_cpu_pct, &c.service),
+            cpu_us_per_call(c.service.postgres_cpu_pct, &c.service),
+            cpu_us_per_call(c.service.client_cpu_pct, &c.service),
             c.service.server_rss_max_mb,
             c.service.errors
         );
@@ -1572,6 +1642,7 @@ mod tests {
             store_sql: None,
             store_is: String::new(),
             ratio: Some(rate / reference),
+            bare: None,
         }
     }
 

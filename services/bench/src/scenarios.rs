@@ -140,12 +140,29 @@ impl Workload {
 /// The SQL of the read ceilings: the store's own statements (so the ceiling is always what
 /// the service runs), plus the raw INSERT ceilings.
 pub mod sql {
+    use std::sync::LazyLock;
+
     /// `Store::fetch_page`, for `order` `ASC` or `DESC`.
     pub fn page(order: &str) -> String {
         match order {
             "ASC" => roaming_store::sql::PAGE_FORWARD.clone(),
             _ => roaming_store::sql::PAGE_BACKWARD.clone(),
         }
+    }
+
+    /// The bare keyset page, newest first: conversation `$1`, after message `$2`, limit `$3`
+    /// (the store's message columns, no visibility rule).
+    pub static BARE_PAGE_BACKWARD: LazyLock<String> = LazyLock::new(|| bare_page("<", "DESC"));
+    /// The bare keyset page, oldest first.
+    pub static BARE_PAGE_FORWARD: LazyLock<String> = LazyLock::new(|| bare_page(">", "ASC"));
+
+    fn bare_page(cmp: &str, order: &str) -> String {
+        format!(
+            "SELECT {} FROM messages m WHERE m.conv_key = $1 AND m.seq {cmp} \
+             (SELECT a.seq FROM messages a WHERE a.conv_key = $1 AND a.msg_id = $2) \
+             ORDER BY m.seq {order} LIMIT $3",
+            roaming_store::sql::MESSAGE_COLUMNS
+        )
     }
 
     /// `Store::list_conversations`.
@@ -662,6 +679,33 @@ impl Ctx {
                 non_empty_list(user, rows.len().min(LIST_PAGE as usize))
             }
         }
+    }
+
+    /// The bare keyset page of a page read ([`report::BARE_IS`](crate::report::BARE_IS)):
+    /// the same anchors and sizes as the service and the ceiling, no visibility rule. `None`
+    /// for the reads that are not one page.
+    pub fn bare_read(self: &Arc<Self>, read: Read) -> Option<Op> {
+        if !matches!(read, Read::Page { .. }) {
+            return None;
+        }
+        Some(self.op(move |ctx, w, i| async move {
+            let Pick::Page(p) = ctx.pick_read(read, w, i) else {
+                return Err("a page read picked something else".into());
+            };
+            let c = ctx.pool.get().await.map_err(db_error)?;
+            let text = if p.backward {
+                &*sql::BARE_PAGE_BACKWARD
+            } else {
+                &*sql::BARE_PAGE_FORWARD
+            };
+            let statement = c.prepare_cached(text).await.map_err(db_error)?;
+            let fetch = i64::from(p.size) + 1;
+            let rows = c
+                .query(&statement, &[&p.target.key, &p.anchor, &fetch])
+                .await
+                .map_err(db_error)?;
+            Ok(Done::items(rows.len().min(p.size as usize) as u64))
+        }))
     }
 
     /// `fetch_page` as the store runs it: one checkout, one prepared statement (the view,
