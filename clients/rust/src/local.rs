@@ -308,6 +308,19 @@ impl LocalStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` in one SQLite transaction, committed when it returns `Ok` (a write path's
+    /// frame: lock, begin, work, commit).
+    fn in_transaction<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
     /// Runs `f` on tokio's blocking pool.
     pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, Error>
     where
@@ -323,14 +336,13 @@ impl LocalStore {
     /// Saves messages (replacing stored copies) and brings their conversations' entries up to
     /// date, creating them when missing.
     pub fn save_messages(&self, messages: &[Message]) -> Result<(), Error> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        for m in messages {
-            write_message(&tx, m)?;
-            touch_conversation(&tx, m)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.in_transaction(|tx| {
+            for m in messages {
+                write_message(tx, m)?;
+                touch_conversation(tx, m)?;
+            }
+            Ok(())
+        })
     }
 
     /// Every conversation the store holds anything of (a list entry, messages or complete
@@ -353,16 +365,15 @@ impl LocalStore {
 
     /// Saves conversation-list entries (replacing stored ones), and their last messages.
     pub fn save_conversations(&self, conversations: &[Conversation]) -> Result<(), Error> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        for c in conversations {
-            write_entry(&tx, c)?;
-            if let Some(m) = &c.last_message {
-                write_message(&tx, m)?;
+        self.in_transaction(|tx| {
+            for c in conversations {
+                write_entry(tx, c)?;
+                if let Some(m) = &c.last_message {
+                    write_message(tx, m)?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Every local conversation, most recently active first (ties by conversation).
@@ -409,15 +420,14 @@ impl LocalStore {
         conversation: &ConversationRef,
         change: impl FnOnce(&mut ReadState),
     ) -> Result<(), Error> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let Some(mut entry) = read_entry(&tx, conversation)? else {
-            return Ok(());
-        };
-        change(&mut entry.state);
-        write_entry(&tx, &entry)?;
-        tx.commit()?;
-        Ok(())
+        self.in_transaction(|tx| {
+            let Some(mut entry) = read_entry(tx, conversation)? else {
+                return Ok(());
+            };
+            change(&mut entry.state);
+            write_entry(tx, &entry)?;
+            Ok(())
+        })
     }
 
     /// Deletes a message recalled by its sender (the mirror of the caller's own
@@ -435,24 +445,23 @@ impl LocalStore {
     /// not hold stays out.
     pub fn save_edit(&self, message: &Message) -> Result<(), Error> {
         let (t, id) = key(&message.conversation);
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let held: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT raw FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
-                params![t, id, message.msg_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(held) = held.as_deref().map(decode).transpose()? else {
-            return Ok(());
-        };
-        if held.edit_version < message.edit_version {
-            write_message(&tx, message)?;
-            replace_last_message(&tx, message)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.in_transaction(|tx| {
+            let held: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT raw FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
+                    params![t, id, message.msg_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(held) = held.as_deref().map(decode).transpose()? else {
+                return Ok(());
+            };
+            if held.edit_version < message.edit_version {
+                write_message(tx, message)?;
+                replace_last_message(tx, message)?;
+            }
+            Ok(())
+        })
     }
 
     /// One page of a conversation's local history.
@@ -526,24 +535,23 @@ impl LocalStore {
         with_messages: bool,
     ) -> Result<(), Error> {
         let (t, id) = key(conversation);
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM conversations WHERE conv_type = ?1 AND conv_id = ?2",
-            params![t, id],
-        )?;
-        if with_messages {
+        self.in_transaction(|tx| {
             tx.execute(
-                "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2",
+                "DELETE FROM conversations WHERE conv_type = ?1 AND conv_id = ?2",
                 params![t, id],
             )?;
-            tx.execute(
-                "DELETE FROM spans WHERE conv_type = ?1 AND conv_id = ?2",
-                params![t, id],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+            if with_messages {
+                tx.execute(
+                    "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2",
+                    params![t, id],
+                )?;
+                tx.execute(
+                    "DELETE FROM spans WHERE conv_type = ?1 AND conv_id = ?2",
+                    params![t, id],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Deletes messages by id locally (the mirror of a one-way removal).
@@ -553,17 +561,16 @@ impl LocalStore {
         msg_ids: &[String],
     ) -> Result<(), Error> {
         let (t, id) = key(conversation);
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        for msg_id in msg_ids {
-            tx.execute(
-                "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
-                params![t, id, msg_id],
-            )?;
-        }
-        refresh_last_message(&tx, t, id)?;
-        tx.commit()?;
-        Ok(())
+        self.in_transaction(|tx| {
+            for msg_id in msg_ids {
+                tx.execute(
+                    "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
+                    params![t, id, msg_id],
+                )?;
+            }
+            refresh_last_message(tx, t, id)?;
+            Ok(())
+        })
     }
 
     /// Deletes every local message stored at or before `before_time_ms` (the mirror of a
@@ -574,15 +581,14 @@ impl LocalStore {
         before_time_ms: i64,
     ) -> Result<(), Error> {
         let (t, id) = key(conversation);
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND server_time_ms <= ?3",
-            params![t, id, before_time_ms],
-        )?;
-        refresh_last_message(&tx, t, id)?;
-        tx.commit()?;
-        Ok(())
+        self.in_transaction(|tx| {
+            tx.execute(
+                "DELETE FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND server_time_ms <= ?3",
+                params![t, id, before_time_ms],
+            )?;
+            refresh_last_message(tx, t, id)?;
+            Ok(())
+        })
     }
 
     /// Records that every message visible to the user with a seq in `lo..=hi` is stored.
@@ -596,11 +602,10 @@ impl LocalStore {
             return Ok(());
         }
         let (t, id) = key(conversation);
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        cover_in(&tx, t, id, lo, hi)?;
-        tx.commit()?;
-        Ok(())
+        self.in_transaction(|tx| {
+            cover_in(tx, t, id, lo, hi)?;
+            Ok(())
+        })
     }
 
     /// The seq ranges known to be complete locally, in order.

@@ -72,35 +72,48 @@ fn page_rows(order: &str, filter: PageFilter, lo: &str, hi: &str, gate: &str) ->
         // page times the number of values, never to the conversation, however rare the
         // filtered messages are. Only seqs are read from the indexes; rows are fetched for
         // the page alone.
-        PageFilter::Kinds => format!(
-            "SELECT {MESSAGE_COLUMNS} FROM (
-                 SELECT f.seq FROM unnest($7::smallint[]) AS k(kind)
-                 CROSS JOIN LATERAL (
-                     SELECT m.seq FROM messages m
-                     WHERE {gate} AND m.conv_key = $1 AND m.msg_type = k.kind
-                       AND m.seq > {lower} AND m.seq < {upper} AND NOT m.recalled
-                       AND {NOT_REMOVED}
-                     ORDER BY m.seq {order} LIMIT $9) f
-                 ORDER BY f.seq {order} LIMIT $9) p
-             JOIN messages m ON m.conv_key = $1 AND m.seq = p.seq
-             ORDER BY m.seq {order}"
+        PageFilter::Kinds => merged(
+            order,
+            "unnest($7::smallint[]) AS k(kind)",
+            "m.msg_type = k.kind",
+            &lower,
+            &upper,
+            gate,
         ),
-        PageFilter::SendersAndKinds => format!(
-            "SELECT {MESSAGE_COLUMNS} FROM (
-                 SELECT f.seq FROM unnest($6::text[]) AS s(sender)
-                 CROSS JOIN unnest($7::smallint[]) AS k(kind)
-                 CROSS JOIN LATERAL (
-                     SELECT m.seq FROM messages m
-                     WHERE {gate} AND m.conv_key = $1 AND m.sender = s.sender
-                       AND m.msg_type = k.kind
-                       AND m.seq > {lower} AND m.seq < {upper} AND NOT m.recalled
-                       AND {NOT_REMOVED}
-                     ORDER BY m.seq {order} LIMIT $9) f
-                 ORDER BY f.seq {order} LIMIT $9) p
-             JOIN messages m ON m.conv_key = $1 AND m.seq = p.seq
-             ORDER BY m.seq {order}"
+        PageFilter::SendersAndKinds => merged(
+            order,
+            "unnest($6::text[]) AS s(sender) CROSS JOIN unnest($7::smallint[]) AS k(kind)",
+            "m.sender = s.sender AND m.msg_type = k.kind",
+            &lower,
+            &upper,
+            gate,
         ),
     }
+}
+
+/// A filtered page: for each filter value (a row of `{values}`, matched by `{matches}`) an
+/// ordered index range cut at the page's limit, merged and cut again (see [`page_rows`]).
+fn merged(
+    order: &str,
+    values: &str,
+    matches: &str,
+    lower: &str,
+    upper: &str,
+    gate: &str,
+) -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM (
+             SELECT f.seq FROM {values}
+             CROSS JOIN LATERAL (
+                 SELECT m.seq FROM messages m
+                 WHERE {gate} AND m.conv_key = $1 AND {matches}
+                   AND m.seq > {lower} AND m.seq < {upper} AND NOT m.recalled
+                   AND {NOT_REMOVED}
+                 ORDER BY m.seq {order} LIMIT $9) f
+             ORDER BY f.seq {order} LIMIT $9) p
+         JOIN messages m ON m.conv_key = $1 AND m.seq = p.seq
+         ORDER BY m.seq {order}"
+    )
 }
 
 /// A history page in one statement (one round trip): the reader's view, the start, the page.

@@ -166,6 +166,25 @@ fn listed_keys(changes: &[ConversationState]) -> Vec<&str> {
         .collect()
 }
 
+/// Runs `statement` (parameters: the listed changes' keys, `user`, snapshot `since`) in `tx`;
+/// nothing listed: no rows, and no round trip.
+async fn rows_since(
+    tx: &deadpool_postgres::Transaction<'_>,
+    statement: &str,
+    user: &UserId,
+    since: &str,
+    changes: &[ConversationState],
+) -> Result<Vec<tokio_postgres::Row>> {
+    let keys = listed_keys(changes);
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = tx.prepare_cached(statement).await?;
+    Ok(tx
+        .query(&statement, &[&keys, &user.as_str(), &since])
+        .await?)
+}
+
 /// Fills in the messages of each listed change recalled or edited since `since`.
 async fn changed_since(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -173,14 +192,7 @@ async fn changed_since(
     since: &str,
     changes: &mut [ConversationState],
 ) -> Result<()> {
-    let keys = listed_keys(changes);
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let statement = tx.prepare_cached(&sql::CHANGED_MESSAGES).await?;
-    let rows = tx
-        .query(&statement, &[&keys, &user.as_str(), &since])
-        .await?;
+    let rows = rows_since(tx, &sql::CHANGED_MESSAGES, user, since, changes).await?;
     let mut at: HashMap<&str, usize> = HashMap::new();
     for (i, c) in changes.iter().enumerate() {
         at.insert(c.key.as_str(), i);
@@ -217,14 +229,7 @@ async fn removed_since(
     since: &str,
     changes: &mut [ConversationState],
 ) -> Result<()> {
-    let keys = listed_keys(changes);
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let statement = tx.prepare_cached(sql::REMOVED_SINCE).await?;
-    let rows = tx
-        .query(&statement, &[&keys, &user.as_str(), &since])
-        .await?;
+    let rows = rows_since(tx, sql::REMOVED_SINCE, user, since, changes).await?;
     let mut by_key: HashMap<String, Vec<MsgId>> = HashMap::new();
     for row in &rows {
         by_key
