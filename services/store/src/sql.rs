@@ -36,11 +36,13 @@ fn upper(hi: &str) -> String {
     )
 }
 
-/// Not removed one-way by reader `$8`. `OFFSET 0` fences the probe so it stays one index
-/// lookup per row; `t.conv_key = $1` (not `= m.conv_key`) keeps it on the conversation's own
-/// shard when the tables are distributed.
-const NOT_REMOVED: &str = "NOT EXISTS (SELECT 1 FROM tombstones t
-         WHERE t.conv_key = $1 AND t.user_id = $8 AND t.seq = m.seq OFFSET 0)";
+/// Not removed one-way by reader `$8`. Most readers have removed nothing above their floor:
+/// the view says so once per page (`v.removed_any`, one probe of the tombstones' key), and
+/// then no row is probed at all; otherwise each row is one index lookup (`OFFSET 0` fences the
+/// probe so it stays that). `t.conv_key = $1` (not `= m.conv_key`) keeps it on the
+/// conversation's own shard when the tables are distributed.
+const NOT_REMOVED: &str = "(NOT v.removed_any OR NOT EXISTS (SELECT 1 FROM tombstones t
+         WHERE t.conv_key = $1 AND t.user_id = $8 AND t.seq = m.seq OFFSET 0))";
 
 /// Which messages a page may draw from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +147,11 @@ fn page(order: &str, filter: PageFilter) -> String {
                     greatest(coalesce(uc.hidden_through_seq, 0), c.purged_through_seq) AS floor,
                     CASE WHEN $3::bigint IS NULL THEN $2::bigint
                          ELSE (SELECT a.seq FROM messages a
-                               WHERE a.conv_key = $1 AND a.msg_id = $3::bigint) END AS page_after
+                               WHERE a.conv_key = $1 AND a.msg_id = $3::bigint) END AS page_after,
+                    EXISTS (SELECT 1 FROM tombstones t
+                            WHERE t.conv_key = $1 AND t.user_id = $8
+                              AND t.seq > greatest(coalesce(uc.hidden_through_seq, 0),
+                                                   c.purged_through_seq)) AS removed_any
              FROM conversations c LEFT JOIN user_conversations uc
                ON uc.conv_key = $1 AND uc.user_id = $8
              WHERE c.conv_key = $1)
