@@ -444,20 +444,8 @@ impl LocalStore {
     /// that one) by `message`, when it is newer than what is held; a message the store does
     /// not hold stays out.
     pub fn save_edit(&self, message: &Message) -> Result<(), Error> {
-        let (t, id) = key(&message.conversation);
         self.in_transaction(|tx| {
-            let held: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT raw FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
-                    params![t, id, message.msg_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(held) = held.as_deref().map(decode).transpose()? else {
-                return Ok(());
-            };
-            if held.edit_version < message.edit_version {
-                write_message(tx, message)?;
+            if apply_edit(tx, message)? {
                 replace_last_message(tx, message)?;
             }
             Ok(())
@@ -929,6 +917,27 @@ fn write_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Error> {
     Ok(())
 }
 
+/// Replaces the held copy of `m` (found by its msg_id) with `m` when `m` is a newer edit;
+/// returns whether it did. A message the store does not hold stays out, and an older version
+/// (a repeated change may carry one) never replaces a newer.
+fn apply_edit(tx: &Transaction<'_>, m: &Message) -> Result<bool, Error> {
+    let (t, id) = key(&m.conversation);
+    let held: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT raw FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
+            params![t, id, m.msg_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match held.as_deref().map(decode).transpose()? {
+        Some(held) if held.edit_version < m.edit_version => {
+            write_message(tx, m)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// Writes a message in `tx` as [`write_message`] does; returns the stored copy it replaced,
 /// if any.
 fn insert_message(tx: &Transaction<'_>, m: &Message) -> Result<Option<Message>, Error> {
@@ -1026,18 +1035,7 @@ fn apply_change(
     // since a repeated change may carry one; messages the device does not hold stay out).
     let mut edited = Vec::new();
     for m in &change.edited_messages {
-        let held: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT raw FROM messages WHERE conv_type = ?1 AND conv_id = ?2 AND msg_id = ?3",
-                params![t, id, m.msg_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(held) = held.as_deref().map(decode).transpose()? else {
-            continue;
-        };
-        if held.edit_version < m.edit_version {
-            write_message(tx, m)?;
+        if apply_edit(tx, m)? {
             edited.push(m.clone());
         }
     }

@@ -17,8 +17,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use roaming_client::proto::common::v1::ConversationType;
-use roaming_client::proto::history::v1 as hpb;
-use roaming_testkit::{TestApp, new_message};
+use roaming_testkit::{TestApp, one_message};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -73,15 +72,13 @@ async fn a_call_with_a_traceparent_is_exported_as_a_child_of_the_callers_span() 
 
     let mut app = TestApp::spawn_with(|c| c.otlp_endpoint = Some(collector)).await;
     let gateway = app.service().await;
-    let mut request = tonic::Request::new(hpb::AppendMessagesRequest {
-        messages: vec![new_message(
-            ConversationType::Peer,
-            "alice",
-            "bob",
-            "hello",
-            "m-1",
-        )],
-    });
+    let mut request = tonic::Request::new(one_message(
+        ConversationType::Peer,
+        "alice",
+        "bob",
+        "hello",
+        "m-1",
+    ));
     request.metadata_mut().insert(
         "traceparent",
         format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01")
@@ -96,15 +93,13 @@ async fn a_call_with_a_traceparent_is_exported_as_a_child_of_the_callers_span() 
     // A call without one starts a trace of its own.
     gateway
         .history()
-        .append_messages(hpb::AppendMessagesRequest {
-            messages: vec![new_message(
-                ConversationType::Peer,
-                "alice",
-                "bob",
-                "again",
-                "m-2",
-            )],
-        })
+        .append_messages(one_message(
+            ConversationType::Peer,
+            "alice",
+            "bob",
+            "again",
+            "m-2",
+        ))
         .await
         .expect("append");
     drop(gateway);

@@ -397,9 +397,7 @@ impl TestApp {
             .service()
             .await
             .history()
-            .append_messages(hpb::AppendMessagesRequest {
-                messages: vec![new_message(kind, sender, recipient, text, client_msg_id)],
-            })
+            .append_messages(one_message(kind, sender, recipient, text, client_msg_id))
             .await
             .expect("append")
             .into_inner();
@@ -503,6 +501,19 @@ pub fn new_message(
         body: text.as_bytes().to_vec(),
         attributes: Default::default(),
         client_msg_id: client_msg_id.to_owned(),
+    }
+}
+
+/// An AppendMessages request of one TEXT message ([`new_message`]).
+pub fn one_message(
+    kind: ConversationType,
+    sender: &str,
+    recipient: &str,
+    text: &str,
+    client_msg_id: &str,
+) -> hpb::AppendMessagesRequest {
+    hpb::AppendMessagesRequest {
+        messages: vec![new_message(kind, sender, recipient, text, client_msg_id)],
     }
 }
 

@@ -90,15 +90,13 @@ async fn user_tokens_cannot_call_backend_rpcs_or_act_as_others() {
     let alice = app.user("alice").await;
     let append = alice
         .history()
-        .append_messages(hpb::AppendMessagesRequest {
-            messages: vec![new_message(
-                ConversationType::Peer,
-                "alice",
-                "bob",
-                "hi",
-                "c1",
-            )],
-        })
+        .append_messages(one_message(
+            ConversationType::Peer,
+            "alice",
+            "bob",
+            "hi",
+            "c1",
+        ))
         .await;
     assert_status(append, Code::PermissionDenied, "AppendMessages");
 

@@ -48,15 +48,13 @@ async fn try_send(
     app.service()
         .await
         .history()
-        .append_messages(hpb::AppendMessagesRequest {
-            messages: vec![new_message(
-                kind,
-                sender,
-                recipient,
-                text,
-                &format!("{sender}-{text}"),
-            )],
-        })
+        .append_messages(one_message(
+            kind,
+            sender,
+            recipient,
+            text,
+            &format!("{sender}-{text}"),
+        ))
         .await
         .map(|r| r.into_inner())
 }

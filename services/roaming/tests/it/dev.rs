@@ -152,15 +152,13 @@ async fn dev_serves_over_a_private_cluster_stops_it_on_sigterm_and_survives_a_cr
         .unwrap();
     gateway
         .history()
-        .append_messages(hpb::AppendMessagesRequest {
-            messages: vec![new_message(
-                ConversationType::Peer,
-                "alice",
-                "bob",
-                "hi bob",
-                "c-1",
-            )],
-        })
+        .append_messages(one_message(
+            ConversationType::Peer,
+            "alice",
+            "bob",
+            "hi bob",
+            "c-1",
+        ))
         .await
         .expect("append");
     let alice_token = token(&["--sub", "alice"]).await;

@@ -203,32 +203,26 @@ async fn step(app: &TestApp, rng: &mut StdRng, stored: &Stored) -> Result<(), St
                     .map_err(|s| format!("RemoveMembers: {s:?}"))
             }
         }
-        92..=96 => app
-            .user(user)
-            .await
-            .conversations()
-            .remove_conversation(cpb::RemoveConversationRequest {
-                conversation: Some(conversation),
-                delete_messages: rng.random_bool(0.5),
-                scope: cpb::RemovalScope::ForMe as i32,
-            })
-            .await
-            .map(drop)
-            .or_else(|s| allow(s, &[Code::NotFound]))
-            .map_err(|s| named("RemoveConversation FOR_ME", s)),
-        _ => app
-            .service_as(user)
-            .await
-            .conversations()
-            .remove_conversation(cpb::RemoveConversationRequest {
-                conversation: Some(conversation),
-                delete_messages: rng.random_bool(0.5),
-                scope: cpb::RemovalScope::ForEveryone as i32,
-            })
-            .await
-            .map(drop)
-            .or_else(|s| allow(s, &[Code::NotFound]))
-            .map_err(|s| named("RemoveConversation FOR_EVERYONE", s)),
+        _ => {
+            // Mostly one-way; now and then a purge for everyone (through a service).
+            let (client, scope, what) = if roll <= 96 {
+                (app.user(user).await, cpb::RemovalScope::ForMe, "FOR_ME")
+            } else {
+                let client = app.service_as(user).await;
+                (client, cpb::RemovalScope::ForEveryone, "FOR_EVERYONE")
+            };
+            client
+                .conversations()
+                .remove_conversation(cpb::RemoveConversationRequest {
+                    conversation: Some(conversation),
+                    delete_messages: rng.random_bool(0.5),
+                    scope: scope as i32,
+                })
+                .await
+                .map(drop)
+                .or_else(|s| allow(s, &[Code::NotFound]))
+                .map_err(|s| named(&format!("RemoveConversation {what}"), s))
+        }
     }
 }
 

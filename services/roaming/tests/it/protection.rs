@@ -182,15 +182,13 @@ async fn a_call_slower_than_the_server_timeout_is_deadline_exceeded_and_its_stat
         .service()
         .await
         .history()
-        .append_messages(hpb::AppendMessagesRequest {
-            messages: vec![new_message(
-                ConversationType::Peer,
-                "alice",
-                "bob",
-                "blocked",
-                "blocked-1",
-            )],
-        })
+        .append_messages(one_message(
+            ConversationType::Peer,
+            "alice",
+            "bob",
+            "blocked",
+            "blocked-1",
+        ))
         .await;
     assert_eq!(slow.unwrap_err().code(), Code::DeadlineExceeded);
     // The abandoned statement was cancelled: nothing of roaming's waits on the lock any more.
@@ -242,15 +240,13 @@ async fn a_client_that_gives_up_cancels_its_statement() {
         .unwrap();
     let result = client
         .history()
-        .append_messages(hpb::AppendMessagesRequest {
-            messages: vec![new_message(
-                ConversationType::Peer,
-                "alice",
-                "bob",
-                "blocked",
-                "blocked-2",
-            )],
-        })
+        .append_messages(one_message(
+            ConversationType::Peer,
+            "alice",
+            "bob",
+            "blocked",
+            "blocked-2",
+        ))
         .await;
     assert!(matches!(
         result.unwrap_err().code(),

@@ -131,15 +131,13 @@ async fn a_recalled_message_disappears_for_everybody_and_every_device_learns_it(
         .service()
         .await
         .history()
-        .append_messages(hpb::AppendMessagesRequest {
-            messages: vec![new_message(
-                ConversationType::Peer,
-                "alice",
-                "bob",
-                "two (a typo)",
-                &two.client_msg_id,
-            )],
-        })
+        .append_messages(one_message(
+            ConversationType::Peer,
+            "alice",
+            "bob",
+            "two (a typo)",
+            &two.client_msg_id,
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -74,15 +74,13 @@ async fn every_call_logs_one_span_with_its_rpc_caller_conversation_code_and_late
         .unwrap();
     gateway
         .history()
-        .append_messages(hpb::AppendMessagesRequest {
-            messages: vec![new_message(
-                ConversationType::Peer,
-                "alice",
-                "bob",
-                "hi",
-                "t-1",
-            )],
-        })
+        .append_messages(one_message(
+            ConversationType::Peer,
+            "alice",
+            "bob",
+            "hi",
+            "t-1",
+        ))
         .await
         .unwrap();
     let audit = next_event(&mut lines, |e| e["target"] == "roaming::audit").await;

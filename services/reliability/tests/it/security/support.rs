@@ -9,7 +9,7 @@ use roaming_proto::conversation::v1::conversation_service_client::ConversationSe
 use roaming_proto::history::v1 as hpb;
 use roaming_proto::history::v1::history_service_client::HistoryServiceClient;
 use roaming_runtime::auth::{Claims, now_secs};
-use roaming_testkit::{conv, new_message, peer};
+use roaming_testkit::{conv, one_message, peer};
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -144,15 +144,13 @@ pub async fn codes_of_rpcs(raw: &Raw, meta: Meta, backend: bool) -> Vec<(&'stati
         out.push((
             "AppendMessages",
             code(
-                h.append_messages(hpb::AppendMessagesRequest {
-                    messages: vec![new_message(
-                        ConversationType::Peer,
-                        "alice",
-                        "bob",
-                        "x",
-                        &format!("sec-{}", rand::random::<u64>()),
-                    )],
-                })
+                h.append_messages(one_message(
+                    ConversationType::Peer,
+                    "alice",
+                    "bob",
+                    "x",
+                    &format!("sec-{}", rand::random::<u64>()),
+                ))
                 .await
                 .map(|_| ()),
             ),

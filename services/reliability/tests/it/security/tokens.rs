@@ -10,7 +10,7 @@ use roaming_proto::conversation::v1 as cpb;
 use roaming_proto::history::v1 as hpb;
 use roaming_runtime::TokenSigner;
 use roaming_runtime::auth::now_secs;
-use roaming_testkit::{RunningServer, TestApp, new_message, peer};
+use roaming_testkit::{RunningServer, TestApp, one_message, peer};
 use std::time::Duration;
 use tonic::Code;
 
@@ -44,15 +44,13 @@ async fn public_key_configuration(
     let alice = signer.sign(&claims("alice", false));
     let appended = raw
         .history(Some(&service), None)
-        .append_messages(hpb::AppendMessagesRequest {
-            messages: vec![new_message(
-                ConversationType::Peer,
-                "alice",
-                "bob",
-                "signed",
-                "k-1",
-            )],
-        })
+        .append_messages(one_message(
+            ConversationType::Peer,
+            "alice",
+            "bob",
+            "signed",
+            "k-1",
+        ))
         .await
         .expect("a correctly signed service token appends");
     assert_eq!(appended.get_ref().results.len(), 1);
