@@ -6,11 +6,13 @@
 //! the client and as its ceiling (the store's SQL issued directly, or the raw INSERT); the
 //! change feed and the filtered page against a history page measured in the same cell
 //! (`feed.rs`); the read state's cost to a list page, and MarkRead, recall and edit against a
-//! raw single-row UPDATE (`organise.rs`); then JSON, markdown and SVG, and the database is
+//! raw single-row UPDATE (`organise.rs`), beside the gRPC floor that bounds those ratios
+//! (`floor.rs`); then JSON, markdown and SVG, and the database is
 //! dropped. Everything is loopback and bounded in time and requests. See
 //! `services/bench/docs/results.md`.
 
 mod feed;
+mod floor;
 mod load;
 mod organise;
 mod procfs;
@@ -210,6 +212,13 @@ impl Settings {
         self.args.only.is_empty() || self.args.only.iter().any(|o| scenario.contains(o.as_str()))
     }
 
+    /// The gRPC floor runs when asked for, or with any cell whose verdict it bounds.
+    fn wants_floor(&self) -> bool {
+        self.wants(floor::FLOOR)
+            || self.wants("append_single")
+            || organise::Change::ALL.iter().any(|c| self.wants(c.name()))
+    }
+
     fn config(&self) -> BTreeMap<String, String> {
         let mut c = BTreeMap::new();
         let stages: Vec<String> = self.stages.iter().map(u64::to_string).collect();
@@ -272,6 +281,11 @@ fn reproduce_command() -> String {
     }
     cmd
 }
+
+/// mimalloc instead of glibc malloc: the server allocates per message of every page (rows,
+/// strings, prost buffers), and glibc's malloc and free were ~14 % of its CPU per page.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -897,6 +911,24 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
                             report::UNFILTERED_REFERENCE,
                         )),
                         (!settings.args.quick).then(|| Drive::closed(ctx.store_filtered())),
+                        None,
+                        None,
+                    )
+                    .await?;
+            }
+        }
+        if top && settings.wants_floor() {
+            // The gRPC floor, for the verdicts of the writes against raw statements
+            // (services/bench/src/floor.rs).
+            for &c in &feed_levels {
+                bench
+                    .cell(
+                        floor::FLOOR,
+                        "read",
+                        c,
+                        stored,
+                        floor::health(&ctx),
+                        None,
                         None,
                         None,
                     )

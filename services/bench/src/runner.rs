@@ -186,6 +186,13 @@ pub struct Measured {
     pub latency: Latency,
     /// Per-label latency and rate (mixed workload).
     pub by_label: Vec<(String, u64, Latency)>,
+    /// Calls per second of the CPU window: what the CPU figures are divided by for CPU per
+    /// call. The same as `ops_per_sec` for closed-loop cells; for phased cells (an untimed
+    /// preparation, then the timed call, in rounds) `ops_per_sec` counts the timed phases
+    /// only while the CPU is read over the whole window, so their CPU per call is per round:
+    /// the preparation and the call. 0 in runs recorded before it existed.
+    #[serde(default)]
+    pub cpu_ops_per_sec: f64,
     /// Server CPU over the window, percent of one core.
     pub server_cpu_pct: f64,
     /// Largest server RSS sampled during the cell (warm-up included), MB.
@@ -391,6 +398,7 @@ pub async fn run(concurrency: usize, bounds: Bounds, probes: &Probes, op: Op) ->
             .clone(),
         secs,
         ops_per_sec: ops as f64 / secs,
+        cpu_ops_per_sec: ops as f64 / secs,
         items_per_sec: items as f64 / secs,
         latency: Latency::of(&total),
         by_label,
@@ -490,6 +498,9 @@ pub async fn run_phased(
         Some(mark) => cpu_between(mark, &end),
         None => (0.0, 0.0, 0.0, 0.0),
     };
+    let window_secs = start_mark
+        .as_ref()
+        .map_or(0.0, |mark| end.at.duration_since(mark.at).as_secs_f64());
     let secs = measured_secs.max(1e-9);
     let ops = total.len();
     Measured {
@@ -498,6 +509,7 @@ pub async fn run_phased(
         first_error,
         secs,
         ops_per_sec: ops as f64 / secs,
+        cpu_ops_per_sec: ops as f64 / window_secs.max(1e-9),
         items_per_sec: items as f64 / secs,
         latency: Latency::of(&total),
         by_label: Vec::new(),

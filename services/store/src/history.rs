@@ -266,11 +266,16 @@ impl Store {
             0
         };
         let is_end = found as i64 <= i64::from(query.limit);
-        let messages = rows
-            .iter()
-            .take(found.min(query.limit as usize))
-            .map(|r| rows::message(conversation, r))
-            .collect::<Result<_>>()?;
+        let messages = match rows.first().filter(|_| found > 0) {
+            Some(first) => {
+                let columns = rows::MessageColumns::of(first)?;
+                rows.iter()
+                    .take(found.min(query.limit as usize))
+                    .map(|r| columns.read(conversation, r))
+                    .collect::<Result<_>>()?
+            }
+            None => Vec::new(),
+        };
         Ok(Page {
             after_seq,
             messages,

@@ -101,11 +101,16 @@ impl Store {
                 .await?;
             let more = rows.len() as i64 > i64::from(query.limit);
             let mut out = Vec::with_capacity(rows.len());
-            for row in rows.iter().take(query.limit as usize) {
+            let columns = rows.first().map(rows::MessageColumns::of).transpose()?;
+            for (row, columns) in rows
+                .iter()
+                .take(query.limit as usize)
+                .zip(columns.iter().cycle())
+            {
                 let conversation = rows::conversation(row)?;
                 out.push(ConversationSummary {
                     last_activity_ms: row.try_get("last_time_ms")?,
-                    last_message: rows::message(&conversation, row)?,
+                    last_message: columns.read(&conversation, row)?,
                     read: rows::read_state(row)?,
                     key: conversation.key(),
                     conversation,
