@@ -46,25 +46,24 @@ pub fn transport_us(floor: &Cell) -> f64 {
 /// floor's p50 at the same concurrency). None without a ceiling.
 pub fn attainable(cell: &Cell, floor: &Cell) -> Option<Attainable> {
     let c = cell.ceiling.as_ref()?;
-    Some(if cell.kind == "change" {
-        let ceiling_us = c.latency.p50_ms * 1000.0;
-        let floor_us = floor.service.latency.p50_ms * 1000.0;
-        Attainable {
-            by: "p50 latency",
-            ceiling_us,
-            floor_us,
-            ratio: ceiling_us / (ceiling_us + floor_us).max(1e-9),
-        }
+    let (by, ceiling_us, floor_us) = if cell.kind == "change" {
+        (
+            "p50 latency",
+            c.latency.p50_ms * 1000.0,
+            floor.service.latency.p50_ms * 1000.0,
+        )
     } else {
-        let ceiling_us =
-            cpu_us_per_call(c.postgres_cpu_pct, c) + cpu_us_per_call(c.client_cpu_pct, c);
-        let floor_us = transport_us(floor);
-        Attainable {
-            by: "CPU per call",
-            ceiling_us,
-            floor_us,
-            ratio: ceiling_us / (ceiling_us + floor_us).max(1e-9),
-        }
+        (
+            "CPU per call",
+            cpu_us_per_call(c.postgres_cpu_pct, c) + cpu_us_per_call(c.client_cpu_pct, c),
+            transport_us(floor),
+        )
+    };
+    Some(Attainable {
+        by,
+        ceiling_us,
+        floor_us,
+        ratio: ceiling_us / (ceiling_us + floor_us).max(1e-9),
     })
 }
 

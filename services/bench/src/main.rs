@@ -282,8 +282,8 @@ fn reproduce_command() -> String {
     cmd
 }
 
-/// mimalloc instead of glibc malloc: the server allocates per message of every page (rows,
-/// strings, prost buffers), and glibc's malloc and free were ~14 % of its CPU per page.
+/// The same allocator as the `roaming` binary (see its `main.rs`): this binary is also the
+/// server under test (`roaming-bench serve`), which must run as `roaming serve` does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -266,16 +266,13 @@ impl Store {
             0
         };
         let is_end = found as i64 <= i64::from(query.limit);
-        let messages = match rows.first().filter(|_| found > 0) {
-            Some(first) => {
-                let columns = rows::MessageColumns::of(first)?;
-                rows.iter()
-                    .take(found.min(query.limit as usize))
-                    .map(|r| columns.read(conversation, r))
-                    .collect::<Result<_>>()?
-            }
-            None => Vec::new(),
-        };
+        // Every row has the message columns (NULL in an empty page's one row).
+        let columns = rows::MessageColumns::of(&rows[0])?;
+        let messages = rows
+            .iter()
+            .take(found.min(query.limit as usize))
+            .map(|r| columns.read(conversation, r))
+            .collect::<Result<_>>()?;
         Ok(Page {
             after_seq,
             messages,

@@ -101,12 +101,11 @@ impl Store {
                 .await?;
             let more = rows.len() as i64 > i64::from(query.limit);
             let mut out = Vec::with_capacity(rows.len());
-            let columns = rows.first().map(rows::MessageColumns::of).transpose()?;
-            for (row, columns) in rows
-                .iter()
-                .take(query.limit as usize)
-                .zip(columns.iter().cycle())
-            {
+            let Some(first) = rows.first() else {
+                return Ok((out, more));
+            };
+            let columns = rows::MessageColumns::of(first)?;
+            for row in rows.iter().take(query.limit as usize) {
                 let conversation = rows::conversation(row)?;
                 out.push(ConversationSummary {
                     last_activity_ms: row.try_get("last_time_ms")?,
