@@ -73,6 +73,9 @@ pub async fn open_store(database_url: &str, pool: &PoolSettings) -> anyhow::Resu
     roaming_store::migrate::run(&mut client)
         .await
         .context("migrating the database")?;
+    let layout = roaming_store::citus::layout(&client)
+        .await
+        .context("reading the database's extensions")?;
     drop(client);
-    Ok(Store::open(config, pool)?)
+    Ok(Store::open(config, pool)?.with_layout(layout))
 }

@@ -20,6 +20,7 @@ macro_rules! with_conn {
 
 mod append;
 mod change;
+pub mod citus;
 mod conn;
 pub mod db;
 pub mod error;
@@ -52,6 +53,8 @@ pub struct Store {
     /// The pool's TLS connector, for the cancel requests of abandoned operations (a cancel
     /// request is a connection of its own, encrypted as the pool's are).
     tls: db::Tls,
+    /// Which shapes of the multi-row statements the database needs ([`sql::Layout`]).
+    layout: sql::Layout,
 }
 
 impl std::fmt::Debug for Store {
@@ -66,7 +69,22 @@ impl Store {
     /// A store over `pool`, whose connections are opened with `tls` (the same connector
     /// opens the cancel requests).
     pub fn new(pool: Pool, tls: db::Tls) -> Self {
-        Self { pool, tls }
+        Self {
+            pool,
+            tls,
+            layout: sql::Layout::Single,
+        }
+    }
+
+    /// The same store for a database of `layout` (see [`citus::layout`]).
+    pub fn with_layout(mut self, layout: sql::Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// The layout the store's statements are shaped for.
+    pub fn layout(&self) -> sql::Layout {
+        self.layout
     }
 
     /// Opens the pool for `db` (lazily: no connection is made yet).

@@ -74,11 +74,7 @@ impl Store {
                 Some((t, k)) => (*t, k.clone()),
                 None => (i64::MAX, String::new()),
             };
-            let text: &str = if query.pinned_only {
-                &sql::LIST_PINNED
-            } else {
-                &sql::LIST
-            };
+            let text = sql::list_statement(self.layout, query.pinned_only);
             let statement = client
                 .prepare_typed_cached(text, &sql::LIST_PARAMETERS)
                 .await?;

@@ -100,12 +100,36 @@ fn runner() -> Runner {
 async fn run_locked(client: &mut Client) -> Result<usize> {
     let runner = runner();
     carry_over_legacy(client, runner.get_migrations()).await?;
-    let report = runner.run_async(client).await.map_err(from_refinery)?;
+    let citus = crate::citus::is_citus(client).await?;
+    let report = match runner.run_async(client).await {
+        Ok(report) => report,
+        Err(e) => {
+            let err = from_refinery(e);
+            return Err(if citus { on_citus(err) } else { err });
+        }
+    };
     let applied = report.applied_migrations();
     for m in applied {
         tracing::info!(version = m.version(), name = m.name(), "applied migration");
     }
+    // After the migrations (they create the tables), under the same lock: a replica starting
+    // next finds the tables distributed and does nothing.
+    crate::citus::distribute(client).await?;
     Ok(applied.len())
+}
+
+/// A migration that failed on a Citus cluster: refused with what to do, since the cause is
+/// most often a statement that Citus cannot run on distributed tables (the failed migration
+/// was rolled back; nothing was applied after it).
+fn on_citus(err: Error) -> Error {
+    match err {
+        Error::Internal(m) => Error::Internal(format!(
+            "a migration failed on this Citus cluster and was rolled back: {m} (Citus cannot \
+             run every statement on distributed tables; see the store's docs/schema.md, \
+             Distribution (Citus))"
+        )),
+        other => other,
+    }
 }
 
 /// Copies the versions recorded in [`LEGACY_TABLE`] into [`HISTORY_TABLE`], with refinery's

@@ -207,28 +207,67 @@ pub fn page_statement(backward: bool, filter: PageFilter) -> &'static str {
     }
 }
 
-/// The caller's read state of conversation row `s` (exposing `conv_key`, `user_id`, `kind`,
-/// `last_seq`, `read_seq`, `floor`, `pinned_at_ms`, `marks`), with the unread count saturating
-/// at `{cap}`: the seqs above the read marker (and the floor) minus the caller's removals by id
+/// Where a list or feed statement finds the caller's conversation row: the columns of the
+/// fenced subquery `s` ([`Layout::Single`]'s shapes), or the tables' own columns
+/// ([`Layout::Citus`]'s flat shapes, where `uc` and `c` are joined directly).
+struct Entry {
+    key: &'static str,
+    user: &'static str,
+    kind: &'static str,
+    last_seq: &'static str,
+    read_seq: &'static str,
+    floor: &'static str,
+    pinned_at_ms: &'static str,
+    marks: &'static str,
+}
+
+/// The entry as the fenced subquery `s` exposes it ([`ENTRY_COLUMNS`]).
+const FENCED: Entry = Entry {
+    key: "s.conv_key",
+    user: "s.user_id",
+    kind: "s.kind",
+    last_seq: "s.last_seq",
+    read_seq: "s.read_seq",
+    floor: "s.floor",
+    pinned_at_ms: "s.pinned_at_ms",
+    marks: "s.marks",
+};
+
+/// The entry as the joined tables have it (`uc`, `c`).
+const FLAT: Entry = Entry {
+    key: "uc.conv_key",
+    user: "uc.user_id",
+    kind: "c.kind",
+    last_seq: "c.last_seq",
+    read_seq: "uc.read_seq",
+    floor: "greatest(uc.hidden_through_seq, c.purged_through_seq)",
+    pinned_at_ms: "uc.pinned_at_ms",
+    marks: "uc.marks",
+};
+
+/// The caller's read state of conversation row `e`, with the unread count saturating at
+/// `{cap}`: the seqs above the read marker (and the floor) minus the caller's removals by id
 /// above it. No message is counted one by one: the seqs are gapless, one's own messages are
 /// never above one's own marker (sending moves it), and removals by id are sparse (see
 /// docs/schema.md, "Read state").
-fn read_state(cap: &str) -> String {
-    let unread = unread(
-        "s.conv_key",
-        "s.user_id",
-        "s.read_seq",
-        "s.floor",
-        "s.last_seq",
-        cap,
-    );
+fn read_state(e: &Entry, cap: &str) -> String {
+    let unread = unread(e.key, e.user, e.read_seq, e.floor, e.last_seq, cap);
+    let Entry {
+        key,
+        user,
+        kind,
+        read_seq,
+        pinned_at_ms,
+        marks,
+        ..
+    } = e;
     format!(
-        "s.read_seq, {unread} AS unread_count,
-         CASE WHEN s.kind = 1 THEN coalesce(
+        "{read_seq} AS read_seq, {unread} AS unread_count,
+         CASE WHEN {kind} = 1 THEN coalesce(
              (SELECT o.read_seq FROM user_conversations o
-              WHERE o.conv_key = s.conv_key AND o.user_id <> s.user_id LIMIT 1), s.read_seq)
+              WHERE o.conv_key = {key} AND o.user_id <> {user} LIMIT 1), {read_seq})
               ELSE 0 END AS peer_read_seq,
-         s.pinned_at_ms, s.marks"
+         {pinned_at_ms} AS pinned_at_ms, {marks} AS marks"
     )
 }
 
@@ -254,8 +293,52 @@ const ENTRY_COLUMNS: &str = "c.conv_key, c.kind, c.last_time_ms, c.last_seq, uc.
      uc.is_member, uc.read_seq, uc.pinned_at_ms, uc.marks,
      greatest(uc.hidden_through_seq, c.purged_through_seq) AS floor";
 
-fn list(order: &str, keyset: &str, window: &str) -> String {
-    list_with(order, keyset, window, &read_state("$8"))
+/// Which shape of the multi-row statements (the list, the feed) the database needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// One PostgreSQL: `OFFSET 0` fences make the planner sort the caller's candidates first
+    /// and look up messages only for the rows the LIMIT reaches.
+    #[default]
+    Single,
+    /// A Citus cluster, the tables distributed on `conv_key` (see [`crate::citus`]): the
+    /// caller's rows are spread over every shard, and Citus pushes a statement down to each
+    /// shard whole only when its joins and correlated subqueries reach the tables directly
+    /// (a lateral `LIMIT` over a fenced subquery is refused). The flat shapes join `uc`, `c`
+    /// and the lateral lookups directly; each shard answers its best rows, the coordinator
+    /// merges them and applies the LIMIT again.
+    Citus,
+}
+
+fn list(layout: Layout, order: &str, keyset: &str, window: &str) -> String {
+    match layout {
+        Layout::Single => list_with(order, keyset, window, &read_state(&FENCED, "$8")),
+        Layout::Citus => list_flat(order, keyset, window),
+    }
+}
+
+/// [`list_with`]'s rows in [`Layout::Citus`]'s flat shape (the same columns, the same rules).
+fn list_flat(order: &str, keyset: &str, window: &str) -> String {
+    let read_state = read_state(&FLAT, "$8");
+    let floor = FLAT.floor;
+    format!(
+        "SELECT c.conv_key, c.kind, c.last_time_ms, {read_state}, {MESSAGE_COLUMNS}
+         FROM user_conversations uc
+         JOIN conversations c ON c.conv_key = uc.conv_key
+         CROSS JOIN LATERAL (
+             SELECT * FROM messages m
+             WHERE m.conv_key = uc.conv_key AND m.seq > {floor} AND NOT m.recalled
+               AND NOT EXISTS (SELECT 1 FROM tombstones t
+                   WHERE t.conv_key = uc.conv_key AND t.user_id = uc.user_id AND t.seq = m.seq)
+             ORDER BY m.seq DESC LIMIT 1) m
+         WHERE uc.user_id = $1 AND uc.is_member AND uc.kind = ANY($2)
+           {window}
+           AND c.last_seq > greatest(uc.removed_through_seq, uc.hidden_through_seq,
+                                     c.purged_through_seq, c.cleared_through_seq)
+           AND ($7::text = '' OR $7::text = ANY(uc.marks))
+           AND {keyset}
+         ORDER BY {order}
+         LIMIT $6"
+    )
 }
 
 fn list_with(order: &str, keyset: &str, window: &str, read_state: &str) -> String {
@@ -294,7 +377,12 @@ fn list_with(order: &str, keyset: &str, window: &str, read_state: &str) -> Strin
 /// newest message before sorting, or from scanning all conversations); then, only for rows
 /// the LIMIT reaches, the newest visible message and the read state, walking the primary key
 /// backwards. The tombstone probe is fenced too, so it is an index probe per row.
-pub static LIST: LazyLock<String> = LazyLock::new(|| list(LIST_ORDER, LIST_KEYSET, LIST_WINDOW));
+pub static LIST: LazyLock<String> =
+    LazyLock::new(|| list(Layout::Single, LIST_ORDER, LIST_KEYSET, LIST_WINDOW));
+
+/// [`LIST`] on a Citus cluster ([`Layout::Citus`]).
+pub static LIST_CITUS: LazyLock<String> =
+    LazyLock::new(|| list(Layout::Citus, LIST_ORDER, LIST_KEYSET, LIST_WINDOW));
 
 /// The activity list's order, keyset and window (of [`LIST`]).
 const LIST_ORDER: &str = "last_time_ms DESC, conv_key DESC";
@@ -317,13 +405,29 @@ pub static LIST_WITHOUT_READ_STATE: LazyLock<String> = LazyLock::new(|| {
 /// The pinned conversations of user `$1`, most recently pinned first, keyset after
 /// `(pinned_at_ms, conv_key)` = `($4, $5)`; the other parameters as [`LIST`] (`$3`, the
 /// window, is not used: a pin holds whatever the activity).
-pub static LIST_PINNED: LazyLock<String> = LazyLock::new(|| {
+pub static LIST_PINNED: LazyLock<String> = LazyLock::new(|| pinned(Layout::Single));
+
+/// [`LIST_PINNED`] on a Citus cluster ([`Layout::Citus`]).
+pub static LIST_PINNED_CITUS: LazyLock<String> = LazyLock::new(|| pinned(Layout::Citus));
+
+fn pinned(layout: Layout) -> String {
     list(
+        layout,
         "pinned_at_ms DESC, conv_key DESC",
         "uc.pinned_at_ms IS NOT NULL AND (uc.pinned_at_ms, c.conv_key) < ($4, $5)",
         "AND $3::bigint IS NOT NULL",
     )
-});
+}
+
+/// The list statement for `layout`, of the pinned conversations when `pinned_only`.
+pub fn list_statement(layout: Layout, pinned_only: bool) -> &'static str {
+    match (layout, pinned_only) {
+        (Layout::Single, false) => &LIST,
+        (Layout::Single, true) => &LIST_PINNED,
+        (Layout::Citus, false) => &LIST_CITUS,
+        (Layout::Citus, true) => &LIST_PINNED_CITUS,
+    }
+}
 
 /// The parameter types of [`LIST`] and [`LIST_PINNED`].
 pub const LIST_PARAMETERS: [tokio_postgres::types::Type; 8] = {
@@ -411,11 +515,13 @@ pub const CREATE_CONVERSATION: &str =
     "INSERT INTO conversations (conv_key, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
 /// Make users `$2` participants of conversation `$1` of kind `$3`; a returning member is a
-/// member again and keeps the one-way state from before.
+/// member again and keeps the one-way state from before. The returning member's stamp is the
+/// proposed row's (the column's default, this transaction's id): Citus refuses a function
+/// that is not immutable in `DO UPDATE SET`, and takes the default as any other value.
 pub const ADD_PARTICIPANTS: &str = "INSERT INTO user_conversations (conv_key, user_id, kind)
      SELECT $1, u, $3 FROM (SELECT DISTINCT unnest($2::text[]) AS u) AS d
      ON CONFLICT (conv_key, user_id) DO UPDATE SET is_member = true,
-                                                   change_xid = pg_current_xact_id()";
+                                                   change_xid = EXCLUDED.change_xid";
 
 /// End the membership of users `$2` in conversation `$1`. It writes several rows, so it takes
 /// the conversation's row lock first (the schema doc's "Lock order"): the rows it writes are
@@ -469,7 +575,9 @@ pub const REMOVE_FOR_ME: &str = "UPDATE user_conversations uc SET
 /// (body and attributes; the row's keys stay, so seq stays gapless and a retried append is
 /// still recognised). Every participant's pin and marks go: only the rows that have some
 /// are written (and, for PEER, both rows are stamped for the feed). One statement, so the
-/// purge and the erasure commit together.
+/// purge and the erasure commit together. Without `$2` the erasure's range is empty through
+/// a column of `purge`, not through a constant: Citus routes a statement whose condition is
+/// false to no shard at all, and its CTEs (the purge itself) would not run either.
 pub const PURGE: &str = "WITH purge AS (
          UPDATE conversations SET
              change_xid = pg_current_xact_id(),
@@ -487,7 +595,8 @@ pub const PURGE: &str = "WITH purge AS (
            AND (purge.kind = 1 OR uc.pinned_at_ms IS NOT NULL OR uc.marks <> '{}'))
      UPDATE messages m SET body = ''::bytea, attributes = '{}'::jsonb
      FROM purge
-     WHERE $2 AND m.conv_key = $1 AND m.seq <= purge.purged_through_seq
+     WHERE m.conv_key = $1
+       AND m.seq <= CASE WHEN $2 THEN purge.purged_through_seq ELSE 0 END
        AND (octet_length(m.body) > 0 OR m.attributes <> '{}'::jsonb)";
 
 /// Health: the database answers.
@@ -504,7 +613,7 @@ fn sync_state(candidates: &str, only_listable: bool) -> String {
     } else {
         String::new()
     };
-    let read_state = read_state("$6");
+    let read_state = read_state(&FENCED, "$6");
     format!(
         "SELECT s.conv_key, s.kind, s.last_time_ms, s.last_seq, s.is_member, s.floor,
                 s.listable, {read_state}, {MESSAGE_COLUMNS}
@@ -529,16 +638,59 @@ fn sync_state(candidates: &str, only_listable: bool) -> String {
     )
 }
 
+/// [`sync_state`] in [`Layout::Citus`]'s flat shape: the caller's rows of the kinds the feed
+/// carries that pass `{changed}`, joined directly to their conversations and lookups (the same
+/// columns, the same rules).
+fn sync_state_flat(changed: &str, only_listable: bool) -> String {
+    let listable = "uc.is_member AND c.last_seq > greatest(uc.removed_through_seq,
+                        uc.hidden_through_seq, c.purged_through_seq, c.cleared_through_seq)";
+    let only = if only_listable {
+        format!("AND {listable}")
+    } else {
+        String::new()
+    };
+    let read_state = read_state(&FLAT, "$6");
+    let floor = FLAT.floor;
+    format!(
+        "SELECT c.conv_key, c.kind, c.last_time_ms, c.last_seq, uc.is_member, {floor} AS floor,
+                {listable} AS listable, {read_state}, {MESSAGE_COLUMNS}
+         FROM user_conversations uc
+         JOIN conversations c ON c.conv_key = uc.conv_key
+         LEFT JOIN LATERAL (
+             SELECT * FROM messages m
+             WHERE {listable} AND m.conv_key = uc.conv_key AND m.seq > {floor}
+               AND NOT m.recalled
+               AND NOT EXISTS (SELECT 1 FROM tombstones t
+                   WHERE t.conv_key = uc.conv_key AND t.user_id = uc.user_id AND t.seq = m.seq)
+             ORDER BY m.seq DESC LIMIT 1) m ON true
+         WHERE uc.user_id = $1 AND uc.kind IN (1, 2) AND {changed}
+           AND (c.last_time_ms, c.conv_key) < ($3, $4) {only}
+         ORDER BY last_time_ms DESC, conv_key DESC
+         LIMIT $5"
+    )
+}
+
+/// The snapshot page's candidates: the user's memberships of the kinds the feed carries.
+const SYNC_SNAPSHOT_CANDIDATES: &str = "SELECT uc.conv_key FROM user_conversations uc
+         WHERE uc.user_id = $1 AND uc.is_member AND uc.kind IN (1, 2)";
+
 /// A snapshot page of user `$1`'s synced conversations (PEER and GROUP, every one that can be
 /// listed, whatever its activity), keyset after `($3, $4)`, limit `$5`. `$2` is unused
 /// (typed like `SYNC_DELTA`'s, so both take the same parameters).
-pub static SYNC_SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
-    sync_state(
-        "SELECT uc.conv_key FROM user_conversations uc
-         WHERE uc.user_id = $1 AND uc.is_member AND uc.kind IN (1, 2)",
-        true,
+pub static SYNC_SNAPSHOT: LazyLock<String> =
+    LazyLock::new(|| sync_state(SYNC_SNAPSHOT_CANDIDATES, true));
+
+/// [`SYNC_SNAPSHOT`] on a Citus cluster ([`Layout::Citus`]).
+pub static SYNC_SNAPSHOT_CITUS: LazyLock<String> =
+    LazyLock::new(|| sync_state_flat("uc.is_member", true));
+
+/// Changed since snapshot `$2`: stamped by a transaction the snapshot did not see.
+fn changed_since(stamp: &str) -> String {
+    format!(
+        "{stamp} >= pg_snapshot_xmin($2::text::pg_snapshot)
+           AND NOT pg_visible_in_snapshot({stamp}, $2::text::pg_snapshot)"
     )
-});
+}
 
 /// A delta page of user `$1`: the conversations changed by a transaction that snapshot `$2`
 /// (text form of `pg_snapshot`) did not see, keyset after `($3, $4)`, limit `$5`. Changed:
@@ -546,20 +698,45 @@ pub static SYNC_SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
 /// of a PEER conversation, which stamps both participants' rows), or a GROUP the user is a
 /// member of was (its messages and purges stamp only the conversation's row).
 pub static SYNC_DELTA: LazyLock<String> = LazyLock::new(|| {
+    let (own, group) = (
+        changed_since("uc.change_xid"),
+        changed_since("c.change_xid"),
+    );
     sync_state(
-        "SELECT uc.conv_key FROM user_conversations uc
-         WHERE uc.user_id = $1 AND uc.kind IN (1, 2)
-           AND uc.change_xid >= pg_snapshot_xmin($2::text::pg_snapshot)
-           AND NOT pg_visible_in_snapshot(uc.change_xid, $2::text::pg_snapshot)
-         UNION
-         SELECT uc.conv_key FROM user_conversations uc
-         JOIN conversations c ON c.conv_key = uc.conv_key
-         WHERE uc.user_id = $1 AND uc.is_member AND uc.kind = 2
-           AND c.change_xid >= pg_snapshot_xmin($2::text::pg_snapshot)
-           AND NOT pg_visible_in_snapshot(c.change_xid, $2::text::pg_snapshot)",
+        &format!(
+            "SELECT uc.conv_key FROM user_conversations uc
+             WHERE uc.user_id = $1 AND uc.kind IN (1, 2) AND {own}
+             UNION
+             SELECT uc.conv_key FROM user_conversations uc
+             JOIN conversations c ON c.conv_key = uc.conv_key
+             WHERE uc.user_id = $1 AND uc.is_member AND uc.kind = 2 AND {group}"
+        ),
         false,
     )
 });
+
+/// [`SYNC_DELTA`] on a Citus cluster ([`Layout::Citus`]): the union's two branches as one
+/// condition on the joined row (a user has one row per conversation, so nothing repeats).
+pub static SYNC_DELTA_CITUS: LazyLock<String> = LazyLock::new(|| {
+    let (own, group) = (
+        changed_since("uc.change_xid"),
+        changed_since("c.change_xid"),
+    );
+    sync_state_flat(
+        &format!("(({own}) OR (uc.is_member AND uc.kind = 2 AND {group}))"),
+        false,
+    )
+});
+
+/// The feed's statement for `layout`: a delta page when `delta`, else a snapshot page.
+pub fn sync_statement(layout: Layout, delta: bool) -> &'static str {
+    match (layout, delta) {
+        (Layout::Single, false) => &SYNC_SNAPSHOT,
+        (Layout::Single, true) => &SYNC_DELTA,
+        (Layout::Citus, false) => &SYNC_SNAPSHOT_CITUS,
+        (Layout::Citus, true) => &SYNC_DELTA_CITUS,
+    }
+}
 
 /// The parameter types of `SYNC_SNAPSHOT` and `SYNC_DELTA` (`$6`: where unread counts
 /// saturate).

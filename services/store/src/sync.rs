@@ -76,10 +76,7 @@ impl Store {
             let snapshot: String = tx.query_one(sql::CURRENT_SNAPSHOT, &[]).await?.get(0);
             let statement = tx
                 .prepare_typed_cached(
-                    match query.since {
-                        None => &sql::SYNC_SNAPSHOT,
-                        Some(_) => &sql::SYNC_DELTA,
-                    },
+                    sql::sync_statement(self.layout, query.since.is_some()),
                     &sql::SYNC_PARAMETERS,
                 )
                 .await?;

@@ -3,6 +3,7 @@
 //! [`mirror`] is the check that a device's local store mirrors the server, and `tls` makes
 //! certificates for TLS tests.
 
+pub mod database;
 pub mod mirror;
 pub mod tls;
 
@@ -246,14 +247,11 @@ impl TestApp {
             n,
             rand::random::<u32>()
         );
-        let admin = admin_url();
-        let db_url = match admin.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{db_name}"),
-            None => panic!("ROAMING_TEST_DATABASE_URL must end in /<database>"),
-        };
+        let db_url = database::url(&db_name);
         let mut config = test_config();
         configure(&mut config);
         config.database.database_url = db_url.clone();
+        database::create(&db_name).await;
         let telemetry = match config.otlp_endpoint {
             Some(_) => Some(roaming::telemetry::init(&config).expect("trace export starts")),
             None => {
@@ -449,26 +447,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.begin_shutdown();
-        // Drop the database from another thread: Drop cannot await, and the test's runtime
-        // may be shutting down.
-        let name = self.db_name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        database::drop_blocking(&self.db_name);
     }
 }
 

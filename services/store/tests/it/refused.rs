@@ -73,7 +73,7 @@ async fn a_lost_connection_is_reported_as_unavailable() {
         .get(0);
     let other = db.connect().await;
     other
-        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .execute("SELECT pg_terminate_backend($1::integer)", &[&pid])
         .await
         .unwrap();
     // Let the termination reach the client's connection.

@@ -22,14 +22,8 @@ impl TestDb {
     /// Creates a database with a random name through the maintenance database.
     pub async fn create() -> TestDb {
         let name = format!("roaming_migrate_test_{:016x}", rand::random::<u64>());
+        roaming_testkit::database::create(&name).await;
         let admin_config = db::parse_url(&admin_url()).unwrap();
-        let admin = db::connect(&admin_config)
-            .await
-            .expect("the test database (see roaming_testkit::admin_url) must accept connections");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {}", db::quote_ident(&name)))
-            .await
-            .unwrap();
         let mut config = admin_config;
         config.pg.dbname(&name);
         TestDb { name, config }
@@ -43,23 +37,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        // Drop cannot await, and the test's runtime may be shutting down: use a thread.
-        let sql = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            db::quote_ident(&self.name)
-        );
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(admin) = db::connect(&db::parse_url(&admin_url()).unwrap()).await {
-                    let _ = admin.batch_execute(&sql).await;
-                }
-            });
-        })
-        .join();
+        roaming_testkit::database::drop_blocking(&self.name);
     }
 }
 

@@ -276,14 +276,16 @@ pub async fn slow_is_not_stalled() {
     // and alice has removed one message of carol's conversation, so every page reads it.
     store(&app, "alice", "carol", 4, 100).await;
     let sql = app.sql().await;
-    sql.batch_execute(
-        "ALTER TABLE tombstones RENAME TO tombstones_real; \
-         CREATE VIEW tombstones AS SELECT conv_key, user_id, seq FROM tombstones_real \
-         WHERE pg_sleep(1.5) IS NOT NULL; \
-         INSERT INTO tombstones_real VALUES ('p:alice:carol', 'alice', 2);",
-    )
-    .await
-    .unwrap();
+    // One statement per call: on a Citus cluster DDL is propagated to the workers statement
+    // by statement, which a multi-statement batch does not allow.
+    for statement in [
+        "ALTER TABLE tombstones RENAME TO tombstones_real",
+        "CREATE VIEW tombstones AS SELECT conv_key, user_id, seq FROM tombstones_real \
+         WHERE pg_sleep(1.5) IS NOT NULL",
+        "INSERT INTO tombstones_real VALUES ('p:alice:carol', 'alice', 2)",
+    ] {
+        sql.batch_execute(statement).await.unwrap();
+    }
     // The pool's connections of this database re-plan with the view.
     sql.batch_execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \

@@ -111,10 +111,7 @@ impl ServerProcess {
             DATABASES.fetch_add(1, Ordering::SeqCst),
             rand::random::<u32>()
         );
-        let admin = roaming_testkit::admin_url();
-        let (base, _) = admin
-            .rsplit_once('/')
-            .expect("ROAMING_TEST_DATABASE_URL ends in /<database>");
+        roaming_testkit::database::create_blocking(&database);
         let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("abuse-{name}-{}.log", std::process::id()));
         let mut command = Command::new(std::env::current_exe().expect("the test binary"));
@@ -134,7 +131,10 @@ impl ServerProcess {
             .env(CHILD_ENV, "1")
             .env("RUST_LOG", "info")
             .env("ROAMING_LISTEN_ADDR", "127.0.0.1:0")
-            .env("ROAMING_DATABASE_URL", format!("{base}/{database}"))
+            .env(
+                "ROAMING_DATABASE_URL",
+                roaming_testkit::database::url(&database),
+            )
             .env("ROAMING_JWT_SECRET", SECRET);
         for (key, value) in settings {
             command.env(key, value);
@@ -227,25 +227,7 @@ impl Drop for ServerProcess {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let name = self.database.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let admin = roaming_testkit::admin_url();
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        roaming_testkit::database::drop_blocking(&self.database);
     }
 }
 
