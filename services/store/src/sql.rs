@@ -525,12 +525,16 @@ pub const ADD_PARTICIPANTS: &str = "INSERT INTO user_conversations (conv_key, us
 
 /// End the membership of users `$2` in conversation `$1`. It writes several rows, so it takes
 /// the conversation's row lock first (the schema doc's "Lock order"): the rows it writes are
-/// only written once that lock is granted.
+/// only written once that lock is granted. `uc.conv_key = $1` is implied by the join, but
+/// Citus prunes shards by conditions on parameters only: without it the update runs on every
+/// shard.
 pub const REMOVE_MEMBERS: &str = "WITH locked AS (
          SELECT conv_key FROM conversations WHERE conv_key = $1 FOR NO KEY UPDATE)
      UPDATE user_conversations uc
      SET is_member = false, change_xid = pg_current_xact_id(), pinned_at_ms = NULL, marks = '{}'
-     FROM locked WHERE uc.conv_key = locked.conv_key AND uc.user_id = ANY($2) AND uc.is_member";
+     FROM locked
+     WHERE uc.conv_key = $1 AND uc.conv_key = locked.conv_key AND uc.user_id = ANY($2)
+       AND uc.is_member";
 
 /// Which of message ids `$2` are in conversation `$1`, with their seqs.
 pub const SEQS_OF_IDS: &str =
@@ -966,13 +970,13 @@ pub static EDIT: LazyLock<String> = LazyLock::new(|| {
 
 /// Messages of conversations `$1` recalled or edited in a transaction snapshot `$3` did not
 /// see, with whether user `$2` removed them (an edited message they removed is not theirs to
-/// see).
+/// see). The removal is a join on the tombstones' key, not a correlated subquery: Citus then
+/// prunes to the shards of `$1` (with the subquery it read every shard).
 pub static CHANGED_MESSAGES: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT m.conv_key, m.recalled, {MESSAGE_COLUMNS},
-                EXISTS (SELECT 1 FROM tombstones t WHERE t.conv_key = m.conv_key
-                        AND t.user_id = $2 AND t.seq = m.seq) AS removed
+        "SELECT m.conv_key, m.recalled, {MESSAGE_COLUMNS}, t.seq IS NOT NULL AS removed
          FROM messages m
+         LEFT JOIN tombstones t ON t.conv_key = m.conv_key AND t.user_id = $2 AND t.seq = m.seq
          WHERE m.conv_key = ANY($1) AND m.change_xid <> '0'
            AND m.change_xid >= pg_snapshot_xmin($3::text::pg_snapshot)
            AND NOT pg_visible_in_snapshot(m.change_xid, $3::text::pg_snapshot)
