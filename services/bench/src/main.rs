@@ -327,9 +327,14 @@ async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(roaming_store::db::connect(&roaming_store::db::parse_url(url)?).await?)
 }
 
+/// `admin_url` naming database `name`, its parameters (`?sslmode=...`) kept.
 fn database_url(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    match admin_url.rsplit_once('/') {
-        Some((base, _)) if base.contains("://") => Ok(format!("{base}/{name}")),
+    let (path, query) = match admin_url.split_once('?') {
+        Some((path, query)) => (path, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    match path.rsplit_once('/') {
+        Some((base, _)) if base.contains("://") => Ok(format!("{base}/{name}{query}")),
         _ => Err(anyhow!(
             "--admin-url must be a postgres:// URL ending in /<database>"
         )),
@@ -359,11 +364,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         println!("kept database {name} ({url})");
     } else {
         let admin = connect(&settings.args.admin_url).await?;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                roaming_store::db::quote_ident(&name)
-            ))
+        roaming_store::citus::drop_database(&admin, &name)
             .await
             .context("dropping the bench database")?;
         println!("database {name} dropped");
@@ -642,6 +643,13 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
         .await?
         .get(0);
     postgres.insert("version".to_owned(), version);
+    // On a Citus coordinator the store's list and feed take their flat shapes, and so do the
+    // ceilings that issue the store's statements (roaming_store::sql::Layout).
+    let layout = roaming_store::citus::layout(&admin).await?;
+    if layout == roaming_store::sql::Layout::Citus {
+        let citus: String = admin.query_one("SELECT citus_version()", &[]).await?.get(0);
+        postgres.insert("citus".to_owned(), citus);
+    }
     for row in admin
         .query(
             "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY($1) ORDER BY name",
@@ -803,7 +811,7 @@ async fn run_in(settings: &Settings, name: &str, url: &str, command: &str) -> an
             workload: workload.clone(),
             clients: clients.clone(),
             pool: pool.clone(),
-            store: roaming_store::Store::new(pool.clone(), tls.clone()),
+            store: roaming_store::Store::new(pool.clone(), tls.clone()).with_layout(layout),
             seed: settings.args.seed ^ (i as u64) << 20,
             nonce: nonce.clone(),
             ids: std::sync::atomic::AtomicU64::new((i as u64) << 40),

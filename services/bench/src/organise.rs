@@ -7,7 +7,8 @@
 //!   other side are planted first, so that some entries count hundreds of unread messages):
 //!   the list statement ([`roaming_store::sql::LIST`]) with its unread
 //!   count and receipt columns, against the same statement without them
-//!   ([`roaming_store::sql::LIST_WITHOUT_READ_STATE`]), both prepared on the bench's pool.
+//!   ([`roaming_store::sql::LIST_WITHOUT_READ_STATE`]; on Citus their flat shapes, see
+//!   [`roaming_store::sql::list_reference`]), both prepared on the bench's pool.
 //!   The ratio is what the read state costs a list page (the bound: at most 20 %, a
 //!   ratio ≥ 0.8).
 //! - `mark_read`, `recall`, `edit`: in rounds (`runner::run_phased`). In each round every
@@ -332,11 +333,7 @@ pub fn list_statement(ctx: &Arc<Ctx>, heavy: bool, with_state: bool) -> Op {
             return Err("no such users in this workload".into());
         }
         let user = &users[(ctx.h(w, i, 31) % users.len() as u64) as usize];
-        let text: &str = if with_state {
-            &roaming_store::sql::LIST
-        } else {
-            &roaming_store::sql::LIST_WITHOUT_READ_STATE
-        };
+        let text = roaming_store::sql::list_reference(ctx.store.layout(), with_state);
         let c = ctx.pool.get().await.map_err(db_error)?;
         let stmt = c
             .prepare_typed_cached(text, &roaming_store::sql::LIST_PARAMETERS)
@@ -405,7 +402,7 @@ pub async fn unread_profile(ctx: &Ctx) -> anyhow::Result<Vec<(String, usize, i64
         let c = ctx.pool.get().await?;
         let stmt = c
             .prepare_typed_cached(
-                &roaming_store::sql::LIST,
+                roaming_store::sql::list_statement(ctx.store.layout(), false),
                 &roaming_store::sql::LIST_PARAMETERS,
             )
             .await?;

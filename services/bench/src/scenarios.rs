@@ -165,9 +165,9 @@ pub mod sql {
         )
     }
 
-    /// `Store::list_conversations`.
-    pub fn list() -> String {
-        roaming_store::sql::LIST.clone()
+    /// `Store::list_conversations` on a database of `layout`.
+    pub fn list(layout: roaming_store::sql::Layout) -> &'static str {
+        roaming_store::sql::list_statement(layout, false)
     }
 
     /// Raw INSERT ceiling, one row.
@@ -662,7 +662,10 @@ impl Ctx {
             Pick::List(user) => {
                 let c = self.pool.get().await.map_err(db_error)?;
                 let stmt = c
-                    .prepare_typed_cached(&sql::list(), &roaming_store::sql::LIST_PARAMETERS)
+                    .prepare_typed_cached(
+                        sql::list(self.store.layout()),
+                        &roaming_store::sql::LIST_PARAMETERS,
+                    )
                     .await
                     .map_err(db_error)?;
                 let since = now_ms() - LIST_WINDOW_MS;

@@ -42,6 +42,11 @@ impl Store {
 
         with_conn!(self, |client| {
             let tx = client.transaction().await?;
+            // Several conversations may live on several workers: Citus then commits in two
+            // phases, and the feed's readers must not take a snapshot between them.
+            if self.layout == sql::Layout::Citus && by_conversation.len() > 1 {
+                tx.batch_execute(sql::FENCE_WRITER).await?;
+            }
             for (key, indexes) in &by_conversation {
                 let conversation = &batch[indexes[0]].conversation;
                 if conversation.kind() != ConversationKind::Peer {

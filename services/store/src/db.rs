@@ -132,7 +132,8 @@ pub async fn connect(db: &DbConfig) -> Result<tokio_postgres::Client> {
 }
 
 /// Creates the URL's database when it does not exist, through the server's `postgres`
-/// database. Safe when several processes do it at once. A database that exists is never
+/// database (on a Citus coordinator: on the whole cluster, see
+/// [`crate::citus::create_database`]). Safe when several processes do it at once. A database that exists is never
 /// touched through `postgres`, so production users need no rights there.
 pub async fn ensure_database(db: &DbConfig) -> Result<()> {
     let Some(name) = db.pg.get_dbname().map(str::to_owned) else {
@@ -154,16 +155,9 @@ pub async fn ensure_database(db: &DbConfig) -> Result<()> {
     if exists {
         return Ok(());
     }
-    let sql = format!("CREATE DATABASE {}", quote_ident(&name));
-    match client.batch_execute(&sql).await {
-        Ok(()) => {
-            tracing::info!(database = %name, "created database");
-            Ok(())
-        }
-        // duplicate_database, or the unique index on pg_database when two creators race.
-        Err(e) if matches!(e.code().map(|c| c.code()), Some("42P04") | Some("23505")) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    crate::citus::create_database(&client, &admin, &name).await?;
+    tracing::info!(database = %name, "created database");
+    Ok(())
 }
 
 /// Quotes an SQL identifier.

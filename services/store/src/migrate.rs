@@ -277,6 +277,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_migration_failing_on_citus_is_refused_saying_so_and_a_lost_connection_stays_retryable() {
+        let refused = on_citus(Error::Internal(
+            "0A000: cannot run this on a distributed table".into(),
+        ));
+        let Error::Internal(message) = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(message.starts_with("a migration failed on this Citus cluster"));
+        assert!(message.contains("0A000: cannot run this on a distributed table"));
+        assert!(matches!(
+            on_citus(Error::Unavailable("gone".into())),
+            Error::Unavailable(m) if m == "gone"
+        ));
+    }
+
+    #[test]
     fn the_embedded_migrations_start_with_init() {
         let all = migrations();
         assert_eq!(all[0].version(), 1);

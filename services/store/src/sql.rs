@@ -310,15 +310,25 @@ pub enum Layout {
 }
 
 fn list(layout: Layout, order: &str, keyset: &str, window: &str) -> String {
+    list_in(layout, order, keyset, window, |e| read_state(e, "$8"))
+}
+
+/// A list statement for `layout` whose read-state columns `read_state` writes.
+fn list_in(
+    layout: Layout,
+    order: &str,
+    keyset: &str,
+    window: &str,
+    read_state: fn(&Entry) -> String,
+) -> String {
     match layout {
-        Layout::Single => list_with(order, keyset, window, &read_state(&FENCED, "$8")),
-        Layout::Citus => list_flat(order, keyset, window),
+        Layout::Single => list_with(order, keyset, window, &read_state(&FENCED)),
+        Layout::Citus => list_flat(order, keyset, window, &read_state(&FLAT)),
     }
 }
 
 /// [`list_with`]'s rows in [`Layout::Citus`]'s flat shape (the same columns, the same rules).
-fn list_flat(order: &str, keyset: &str, window: &str) -> String {
-    let read_state = read_state(&FLAT, "$8");
+fn list_flat(order: &str, keyset: &str, window: &str, read_state: &str) -> String {
     let floor = FLAT.floor;
     format!(
         "SELECT c.conv_key, c.kind, c.last_time_ms, {read_state}, {MESSAGE_COLUMNS}
@@ -392,15 +402,32 @@ const LIST_WINDOW: &str = "AND c.last_time_ms >= $3";
 /// [`LIST`] without the unread count and the receipt (both read as 0; `$8` unused): not a
 /// statement the service runs, the bench's reference for what the read state adds to a list
 /// page (services/bench/docs/results.md).
-pub static LIST_WITHOUT_READ_STATE: LazyLock<String> = LazyLock::new(|| {
-    list_with(
-        LIST_ORDER,
-        LIST_KEYSET,
-        LIST_WINDOW,
-        "s.read_seq, least($8::bigint, 0) AS unread_count, 0::bigint AS peer_read_seq,
-         s.pinned_at_ms, s.marks",
-    )
-});
+pub static LIST_WITHOUT_READ_STATE: LazyLock<String> =
+    LazyLock::new(|| without_read_state(Layout::Single));
+
+/// [`LIST_WITHOUT_READ_STATE`] on a Citus cluster.
+pub static LIST_WITHOUT_READ_STATE_CITUS: LazyLock<String> =
+    LazyLock::new(|| without_read_state(Layout::Citus));
+
+fn without_read_state(layout: Layout) -> String {
+    list_in(layout, LIST_ORDER, LIST_KEYSET, LIST_WINDOW, |e| {
+        format!(
+            "{} AS read_seq, least($8::bigint, 0) AS unread_count, 0::bigint AS peer_read_seq,
+             {} AS pinned_at_ms, {} AS marks",
+            e.read_seq, e.pinned_at_ms, e.marks
+        )
+    })
+}
+
+/// The bench's list references for `layout`: [`LIST`] with the read state, or
+/// [`LIST_WITHOUT_READ_STATE`].
+pub fn list_reference(layout: Layout, with_read_state: bool) -> &'static str {
+    match (layout, with_read_state) {
+        (_, true) => list_statement(layout, false),
+        (Layout::Single, false) => &LIST_WITHOUT_READ_STATE,
+        (Layout::Citus, false) => &LIST_WITHOUT_READ_STATE_CITUS,
+    }
+}
 
 /// The pinned conversations of user `$1`, most recently pinned first, keyset after
 /// `(pinned_at_ms, conv_key)` = `($4, $5)`; the other parameters as [`LIST`] (`$3`, the
@@ -606,17 +633,25 @@ pub const PURGE: &str = "WITH purge AS (
 /// Health: the database answers.
 pub const PING: &str = "SELECT 1";
 
+/// The caller's conversation row `uc` of conversation `c` can be listed: a member, with a
+/// message above every removal and watermark.
+const LISTABLE: &str = "uc.is_member AND c.last_seq > greatest(uc.removed_through_seq,
+                        uc.hidden_through_seq, c.purged_through_seq, c.cleared_through_seq)";
+
+/// `AND` [`LISTABLE`] when only listable conversations are wanted, else nothing.
+fn only_listable_condition(only_listable: bool) -> String {
+    if only_listable {
+        format!("AND {LISTABLE}")
+    } else {
+        String::new()
+    }
+}
+
 /// The state of one conversation as user `$1` sees it, for the change feed: the columns of
 /// `SYNC_SNAPSHOT` and `SYNC_DELTA` after the candidates `s` are chosen. The newest visible
 /// message is looked up only for a conversation that can be listed (`listable`).
 fn sync_state(candidates: &str, only_listable: bool) -> String {
-    let listable = "uc.is_member AND c.last_seq > greatest(uc.removed_through_seq,
-                        uc.hidden_through_seq, c.purged_through_seq, c.cleared_through_seq)";
-    let only = if only_listable {
-        format!("AND {listable}")
-    } else {
-        String::new()
-    };
+    let (listable, only) = (LISTABLE, only_listable_condition(only_listable));
     let read_state = read_state(&FENCED, "$6");
     format!(
         "SELECT s.conv_key, s.kind, s.last_time_ms, s.last_seq, s.is_member, s.floor,
@@ -646,13 +681,7 @@ fn sync_state(candidates: &str, only_listable: bool) -> String {
 /// carries that pass `{changed}`, joined directly to their conversations and lookups (the same
 /// columns, the same rules).
 fn sync_state_flat(changed: &str, only_listable: bool) -> String {
-    let listable = "uc.is_member AND c.last_seq > greatest(uc.removed_through_seq,
-                        uc.hidden_through_seq, c.purged_through_seq, c.cleared_through_seq)";
-    let only = if only_listable {
-        format!("AND {listable}")
-    } else {
-        String::new()
-    };
+    let (listable, only) = (LISTABLE, only_listable_condition(only_listable));
     let read_state = read_state(&FLAT, "$6");
     let floor = FLAT.floor;
     format!(
@@ -755,6 +784,15 @@ pub const SYNC_PARAMETERS: [tokio_postgres::types::Type; 6] = {
         Type::INT8,
     ]
 };
+
+/// Citus only: a transaction that writes several conversations (two-phase commit there)
+/// holds the feed's fence against feed reads taking their snapshot (see the migration
+/// `V6__feed_fence.sql` and docs/schema.md, "Distribution (Citus)").
+pub const FENCE_WRITER: &str = "LOCK TABLE feed_fence IN SHARE MODE";
+
+/// Citus only: a feed read takes the fence before its snapshot, which LOCK does not take in a
+/// repeatable-read transaction (PostgreSQL takes it at the first query after).
+pub const FENCE_READER: &str = "LOCK TABLE feed_fence IN ROW EXCLUSIVE MODE";
 
 /// The snapshot this (repeatable read) transaction reads, as text.
 pub const CURRENT_SNAPSHOT: &str = "SELECT pg_current_snapshot()::text";

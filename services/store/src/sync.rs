@@ -73,6 +73,9 @@ impl Store {
                 .read_only(true)
                 .start()
                 .await?;
+            if self.layout == sql::Layout::Citus {
+                tx.batch_execute(sql::FENCE_READER).await?;
+            }
             let snapshot: String = tx.query_one(sql::CURRENT_SNAPSHOT, &[]).await?.get(0);
             let statement = tx
                 .prepare_typed_cached(

@@ -4,7 +4,7 @@
 //! Both tests run on whichever database the testkit points at; on a Citus coordinator
 //! (`ROAMING_TEST_DATABASE_URL`) they check the distributed side, on PostgreSQL the plain one.
 
-use crate::support::TestDb;
+use crate::support::{TestDb, triples};
 use roaming_store::sql::{self, Layout, PageFilter};
 use roaming_store::{citus, migrate};
 use tokio_postgres::Client;
@@ -41,18 +41,13 @@ async fn migrating_distributes_every_table_on_citus_once_and_nothing_on_postgres
 
 /// `(table, distribution column, co-location group)` of every distributed table, by name.
 async fn distribution(client: &Client) -> Vec<(String, String, i32)> {
-    client
-        .query(
-            "SELECT logicalrelid::regclass::text, column_to_column_name(logicalrelid, partkey),
-                    colocationid
-             FROM pg_dist_partition ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
+    triples(
+        client,
+        "SELECT logicalrelid::regclass::text, column_to_column_name(logicalrelid, partkey),
+                colocationid
+         FROM pg_dist_partition ORDER BY 1",
+    )
+    .await
 }
 
 /// How a statement may run on Citus.

@@ -83,11 +83,22 @@ pub async fn migrate_like_the_legacy_runner(client: &mut Client, checksum: &str)
 
 /// `(version, name, checksum)` of every row in refinery's history, in version order.
 pub async fn history(client: &Client) -> Vec<(i32, String, String)> {
+    triples(
+        client,
+        "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version",
+    )
+    .await
+}
+
+/// The rows of a query of three columns.
+pub async fn triples<A, B, C>(client: &Client, query: &str) -> Vec<(A, B, C)>
+where
+    A: for<'a> tokio_postgres::types::FromSql<'a>,
+    B: for<'a> tokio_postgres::types::FromSql<'a>,
+    C: for<'a> tokio_postgres::types::FromSql<'a>,
+{
     client
-        .query(
-            "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version",
-            &[],
-        )
+        .query(query, &[])
         .await
         .unwrap()
         .iter()
