@@ -219,6 +219,9 @@ struct Entry {
     floor: &'static str,
     pinned_at_ms: &'static str,
     marks: &'static str,
+    /// What ends the per-row tombstone probe: `OFFSET 0` keeps PostgreSQL from turning it
+    /// into a join of the fenced shape; Citus pushes the flat shape's probe down as it is.
+    probe_fence: &'static str,
 }
 
 /// The entry as the fenced subquery `s` exposes it ([`ENTRY_COLUMNS`]).
@@ -231,6 +234,7 @@ const FENCED: Entry = Entry {
     floor: "s.floor",
     pinned_at_ms: "s.pinned_at_ms",
     marks: "s.marks",
+    probe_fence: "OFFSET 0",
 };
 
 /// The entry as the joined tables have it (`uc`, `c`).
@@ -243,6 +247,7 @@ const FLAT: Entry = Entry {
     floor: "greatest(uc.hidden_through_seq, c.purged_through_seq)",
     pinned_at_ms: "uc.pinned_at_ms",
     marks: "uc.marks",
+    probe_fence: "",
 };
 
 /// The caller's read state of conversation row `e`, with the unread count saturating at
@@ -327,31 +332,59 @@ fn list_in(
     }
 }
 
+/// The newest message of entry `e`'s conversation its user may see (above the floor, not
+/// recalled, not removed one way), looked up only when `gate` holds: the lateral lookup of
+/// the list and the feed, walking the primary key backwards.
+fn newest_visible(e: &Entry, gate: &str) -> String {
+    let Entry {
+        key,
+        user,
+        floor,
+        probe_fence,
+        ..
+    } = e;
+    format!(
+        "SELECT * FROM messages m
+         WHERE {gate} AND m.conv_key = {key} AND m.seq > {floor} AND NOT m.recalled
+           AND NOT EXISTS (SELECT 1 FROM tombstones t
+               WHERE t.conv_key = {key} AND t.user_id = {user} AND t.seq = m.seq {probe_fence})
+         ORDER BY m.seq DESC LIMIT 1"
+    )
+}
+
+/// The caller's (`$1`) rows `uc` of kinds `$2` that a list page may show: listable, in
+/// `{window}`, with mark `$7` when one is asked for, after the keyset.
+fn list_candidates(window: &str, keyset: &str) -> String {
+    format!(
+        "uc.user_id = $1 AND uc.kind = ANY($2) AND {LISTABLE}
+           {window}
+           AND ($7::text = '' OR $7::text = ANY(uc.marks))
+           AND {keyset}"
+    )
+}
+
 /// [`list_with`]'s rows in [`Layout::Citus`]'s flat shape (the same columns, the same rules).
 fn list_flat(order: &str, keyset: &str, window: &str, read_state: &str) -> String {
-    let floor = FLAT.floor;
+    let (candidates, newest) = (
+        list_candidates(window, keyset),
+        newest_visible(&FLAT, "true"),
+    );
     format!(
         "SELECT c.conv_key, c.kind, c.last_time_ms, {read_state}, {MESSAGE_COLUMNS}
          FROM user_conversations uc
          JOIN conversations c ON c.conv_key = uc.conv_key
-         CROSS JOIN LATERAL (
-             SELECT * FROM messages m
-             WHERE m.conv_key = uc.conv_key AND m.seq > {floor} AND NOT m.recalled
-               AND NOT EXISTS (SELECT 1 FROM tombstones t
-                   WHERE t.conv_key = uc.conv_key AND t.user_id = uc.user_id AND t.seq = m.seq)
-             ORDER BY m.seq DESC LIMIT 1) m
-         WHERE uc.user_id = $1 AND uc.is_member AND uc.kind = ANY($2)
-           {window}
-           AND c.last_seq > greatest(uc.removed_through_seq, uc.hidden_through_seq,
-                                     c.purged_through_seq, c.cleared_through_seq)
-           AND ($7::text = '' OR $7::text = ANY(uc.marks))
-           AND {keyset}
+         CROSS JOIN LATERAL ({newest}) m
+         WHERE {candidates}
          ORDER BY {order}
          LIMIT $6"
     )
 }
 
 fn list_with(order: &str, keyset: &str, window: &str, read_state: &str) -> String {
+    let (candidates, newest) = (
+        list_candidates(window, keyset),
+        newest_visible(&FENCED, "true"),
+    );
     format!(
         "SELECT s.conv_key, s.kind, s.last_time_ms, {read_state}, {MESSAGE_COLUMNS}
          FROM (
@@ -359,21 +392,10 @@ fn list_with(order: &str, keyset: &str, window: &str, read_state: &str) -> Strin
              FROM user_conversations uc
              CROSS JOIN LATERAL (SELECT * FROM conversations c
                                  WHERE c.conv_key = uc.conv_key OFFSET 0) c
-             WHERE uc.user_id = $1 AND uc.is_member AND uc.kind = ANY($2)
-               {window}
-               AND c.last_seq > greatest(uc.removed_through_seq, uc.hidden_through_seq,
-                                         c.purged_through_seq, c.cleared_through_seq)
-               AND ($7::text = '' OR $7::text = ANY(uc.marks))
-               AND {keyset}
+             WHERE {candidates}
              ORDER BY {order}
              OFFSET 0) s
-         CROSS JOIN LATERAL (
-             SELECT * FROM messages m
-             WHERE m.conv_key = s.conv_key AND m.seq > s.floor AND NOT m.recalled
-               AND NOT EXISTS (SELECT 1 FROM tombstones t
-                   WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id AND t.seq = m.seq
-                   OFFSET 0)
-             ORDER BY m.seq DESC LIMIT 1) m
+         CROSS JOIN LATERAL ({newest}) m
          ORDER BY {order}
          LIMIT $6"
     )
@@ -653,6 +675,7 @@ fn only_listable_condition(only_listable: bool) -> String {
 fn sync_state(candidates: &str, only_listable: bool) -> String {
     let (listable, only) = (LISTABLE, only_listable_condition(only_listable));
     let read_state = read_state(&FENCED, "$6");
+    let newest = newest_visible(&FENCED, "s.listable");
     format!(
         "SELECT s.conv_key, s.kind, s.last_time_ms, s.last_seq, s.is_member, s.floor,
                 s.listable, {read_state}, {MESSAGE_COLUMNS}
@@ -665,14 +688,7 @@ fn sync_state(candidates: &str, only_listable: bool) -> String {
              WHERE (c.last_time_ms, c.conv_key) < ($3, $4) {only}
              ORDER BY c.last_time_ms DESC, c.conv_key DESC
              LIMIT $5) s
-         LEFT JOIN LATERAL (
-             SELECT * FROM messages m
-             WHERE s.listable AND m.conv_key = s.conv_key AND m.seq > s.floor
-               AND NOT m.recalled
-               AND NOT EXISTS (SELECT 1 FROM tombstones t
-                   WHERE t.conv_key = s.conv_key AND t.user_id = s.user_id AND t.seq = m.seq
-                   OFFSET 0)
-             ORDER BY m.seq DESC LIMIT 1) m ON true
+         LEFT JOIN LATERAL ({newest}) m ON true
          ORDER BY s.last_time_ms DESC, s.conv_key DESC"
     )
 }
@@ -683,19 +699,13 @@ fn sync_state(candidates: &str, only_listable: bool) -> String {
 fn sync_state_flat(changed: &str, only_listable: bool) -> String {
     let (listable, only) = (LISTABLE, only_listable_condition(only_listable));
     let read_state = read_state(&FLAT, "$6");
-    let floor = FLAT.floor;
+    let (floor, newest) = (FLAT.floor, newest_visible(&FLAT, &format!("({listable})")));
     format!(
         "SELECT c.conv_key, c.kind, c.last_time_ms, c.last_seq, uc.is_member, {floor} AS floor,
                 {listable} AS listable, {read_state}, {MESSAGE_COLUMNS}
          FROM user_conversations uc
          JOIN conversations c ON c.conv_key = uc.conv_key
-         LEFT JOIN LATERAL (
-             SELECT * FROM messages m
-             WHERE {listable} AND m.conv_key = uc.conv_key AND m.seq > {floor}
-               AND NOT m.recalled
-               AND NOT EXISTS (SELECT 1 FROM tombstones t
-                   WHERE t.conv_key = uc.conv_key AND t.user_id = uc.user_id AND t.seq = m.seq)
-             ORDER BY m.seq DESC LIMIT 1) m ON true
+         LEFT JOIN LATERAL ({newest}) m ON true
          WHERE uc.user_id = $1 AND uc.kind IN (1, 2) AND {changed}
            AND (c.last_time_ms, c.conv_key) < ($3, $4) {only}
          ORDER BY last_time_ms DESC, conv_key DESC
